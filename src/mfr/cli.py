@@ -1,0 +1,51 @@
+"""The ``mfr`` command. Each module in ``mfr.commands`` adds its commands via ``register(app)``."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import typer
+
+from mfr.errors import MfrError
+
+app = typer.Typer(
+    name="mfr",
+    help="Masked face recognition: align, mask, train, embed, evaluate, identify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Masked face recognition: align, mask, train, embed, evaluate, identify."""
+
+
+def _register_commands() -> None:
+    import mfr.commands as package
+
+    for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"mfr.commands.{info.name}")
+        module.register(app)
+
+
+_register_commands()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; an ``MfrError`` becomes one plain line on stderr and exit status 2."""
+    try:
+        app(args=argv)
+    except MfrError as error:
+        typer.echo(f"mfr: error: {error}", err=True)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Embedding models behind one interface, chosen by a spec string.
+
+An embedder has ``name``, ``dim`` and ``embed(images) -> np.ndarray`` (float32, N x dim),
+where ``images`` is a list of RGB uint8 arrays (H x W x 3). ``aligned`` tells whether the
+images are already aligned crops (skip detection).
+
+Specs: ``dlib`` (dlib's ResNet descriptor); a path to an mfr checkpoint (``.pt``);
+a path to an ONNX export (``.onnx``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from mfr.errors import MfrError
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray: ...
+
+
+def load_embedder(spec: str, **options) -> Embedder:
+    """Build the embedder named by ``spec`` (see the module docstring)."""
+    if spec == "dlib":
+        from mfr.embedders.dlib import DlibEmbedder
+
+        return DlibEmbedder(**options)
+    path = Path(spec)
+    if path.suffix == ".onnx":
+        from mfr.embedders.onnx import OnnxEmbedder
+
+        return OnnxEmbedder(path, **options)
+    if path.suffix in {".pt", ".pth", ".ckpt"}:
+        from mfr.embedders.checkpoint import CheckpointEmbedder
+
+        return CheckpointEmbedder(path, **options)
+    raise MfrError(f"unknown model {spec!r}: use 'dlib', a checkpoint (.pt) or an ONNX file")

@@ -1,0 +1,1 @@
+"""mfr.masking"""
