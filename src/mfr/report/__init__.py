@@ -1,0 +1,1 @@
+"""Reports: results tables, retrieval figures and the demo report."""
