@@ -1,0 +1,82 @@
+"""Shared pieces of the recognition losses: the loss base class and the class-centre FC.
+
+Every loss is an ``nn.Module`` with ``forward(features, labels, domains) -> scalar`` (the total
+training loss, classification cross-entropy included where the loss has one) and
+``logits(features) -> (B, num_classes)`` for training accuracy. All state lives in parameters
+and buffers, so ``state_dict`` round-trips resume bit-identically.
+
+In the spirit of insightface ``arcface_torch``, the class-centre weight (:class:`ClassCenterFC`)
+is kept apart from the small margin functions that turn cosines into logits (one per loss file).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RecognitionLoss(nn.Module):
+    """Base class: a training loss over ``(features, labels, domains)``."""
+
+    #: The trainer refuses a dataset without masked images when this is True.
+    requires_both_domains: bool = False
+
+    def __init__(self, num_classes: int, embedding_dim: int):
+        super().__init__()
+        self.num_classes = int(num_classes)
+        self.embedding_dim = int(embedding_dim)
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(
+        self, features: torch.Tensor, labels: torch.Tensor, domains: torch.Tensor | None = None
+    ) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ClassCenterFC(nn.Module):
+    """The class-centre weight ``W`` (num_classes x embedding_dim) of a classifier.
+
+    ``normalized=True`` returns cosines ``<f/|f|, w/|w|>`` (margin losses);
+    ``normalized=False`` returns the plain affine logits ``f W^T + b`` (softmax).
+    """
+
+    def __init__(self, num_classes: int, embedding_dim: int, normalized: bool, bias: bool = False):
+        super().__init__()
+        self.normalized = normalized
+        self.weight = nn.Parameter(torch.empty(num_classes, embedding_dim))
+        self.bias = nn.Parameter(torch.zeros(num_classes)) if bias else None
+        if normalized:
+            nn.init.normal_(self.weight, std=0.01)
+        else:
+            # nn.Linear's default initialisation.
+            nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+            if self.bias is not None:
+                bound = 1.0 / embedding_dim**0.5
+                nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.normalized:
+            return F.linear(F.normalize(features, dim=1), F.normalize(self.weight, dim=1))
+        return F.linear(features, self.weight, self.bias)
+
+
+def check_inputs(features: torch.Tensor, labels: torch.Tensor) -> None:
+    """Shape checks shared by every loss (cheap; no device sync)."""
+    if features.dim() != 2:
+        raise ValueError(f"features must be (B, D), got shape {tuple(features.shape)}")
+    if labels.shape != (features.shape[0],):
+        raise ValueError(f"labels must be ({features.shape[0]},), got shape {tuple(labels.shape)}")
+
+
+def pairwise_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Euclidean (not squared) distances ``|a_i - b_j|`` (B_a, B_b), with finite gradients.
+
+    Uses ``|a|^2 + |b|^2 - 2 a.b`` (matrix products: ~10x faster than ``torch.cdist``'s exact
+    mode on CPU, backward included); the absolute error is ~1e-7 in the squared distance, so
+    only near-zero distances lose digits (there the gradient is clamped to zero).
+    """
+    d2 = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2.0 * (a @ b.t())
+    return d2.clamp_min(1e-12).sqrt()
