@@ -1,0 +1,482 @@
+"""The folder job behind ``mfr align``: align every image of a dataset into ``DST``.
+
+``DST`` mirrors the source as ``<identity>/[masked/]<stem>.png`` and gets the sidecar
+``landmarks.npz``, ``manifest.csv`` (path,identity,domain) and ``failures.csv`` (path,reason).
+Progress is recorded in ``DST/.align-parts/part-<i>of<n>-<k>.npz`` (flushed every few hundred
+images): a re-run skips images whose landmarks or failure are recorded there (and whose image
+exists), so an interrupted job resumes; ``--shard i/n`` jobs write separate parts, and
+:func:`merge_parts` combines all parts into the sidecar, manifest and failure list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mfr.align.landmarks import save_landmarks
+from mfr.errors import MfrError
+from mfr.io import atomic_write
+
+PARTS = ".align-parts"
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+OUTPUT_EXTENSION = ".png"  # lossless: masking and GAN steps re-encode, so no JPEG generations
+FLUSH_EVERY = 256
+FLUSH_SECONDS = 30.0
+_PART_NAME = re.compile(r"part-(\d+)of(\d+)-(\d+)\.npz$")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One source image: absolute ``source``, its ``name`` relative to SRC (for failure lists)
+    and the ``output`` path relative to DST."""
+
+    source: Path
+    name: str
+    output: str
+
+
+@dataclass
+class Summary:
+    """Counts of one run (``skipped``: already done before) and of the merged dataset."""
+
+    aligned: int = 0
+    no_face: int = 0
+    unreadable: int = 0
+    too_small: int = 0
+    fallback: int = 0
+    multiple: int = 0
+    skipped: int = 0
+    total_aligned: int = 0
+    total_failed: int = 0
+    missing_images: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        """The one-line summary printed at the end of ``mfr align``."""
+        return (
+            f"aligned {self.aligned} / no face {self.no_face} / unreadable {self.unreadable} / "
+            f"too small {self.too_small} / fallback used {self.fallback} / "
+            f"multiple faces (took largest) {self.multiple} / already done {self.skipped}; "
+            f"dataset: {self.total_aligned} aligned, {self.total_failed} failed"
+        )
+
+
+# ----------------------------------------------------------------------------- sources
+
+
+def _output_for(identity: str, domain: int, stem: str) -> str:
+    return (
+        f"{identity}/masked/{stem}{OUTPUT_EXTENSION}"
+        if domain
+        else f"{identity}/{stem}{OUTPUT_EXTENSION}"
+    )
+
+
+def _is_image(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
+
+
+def _mfr2_items(root: Path, labels: Path) -> list[Item]:
+    """MFR2 layout: ``<Id>/<Id>_NNNN.png`` with ``mfr2_labels.txt`` lines ``Id, N, masktype``."""
+    masked: dict[tuple[str, int], bool] = {}
+    for line in labels.read_text().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and parts[1].isdigit():
+            masked[(parts[0], int(parts[1]))] = parts[2] != "no-mask"
+    items = []
+    for path in sorted(root.glob("*/*")):
+        if not _is_image(path) or path.parent.name.startswith(("_", ".")):
+            continue
+        identity = path.parent.name
+        number = re.search(r"(\d+)$", path.stem)
+        domain = int(masked.get((identity, int(number.group(1)) if number else -1), False))
+        items.append(
+            Item(path, path.relative_to(root).as_posix(), _output_for(identity, domain, path.stem))
+        )
+    return items
+
+
+def _walk_items(root: Path) -> list[Item]:
+    """Identity folders: ``ROOT/<identity>/<image>`` and ``ROOT/<identity>/masked/<image>``."""
+    items = []
+    for identity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        if identity_dir.name.startswith(("_", ".")):
+            continue
+        for path in sorted(identity_dir.rglob("*")):
+            if not _is_image(path):
+                continue
+            rel = path.relative_to(root)
+            domain = int("masked" in rel.parts[1:-1])
+            items.append(
+                Item(path, rel.as_posix(), _output_for(identity_dir.name, domain, path.stem))
+            )
+    return items
+
+
+def _index_items(src: Path) -> list[Item] | None:
+    """Items from ``mfr.data.dataset.load_index`` when that module exists, else None."""
+    try:
+        from mfr.data.dataset import load_index
+    except ImportError:
+        return None
+    index = load_index(src)
+    base = src if src.is_dir() else src.parent
+    items = []
+    for path, identity, domain in zip(index.paths, index.identities, index.domains):
+        path = Path(path)
+        try:
+            name = path.relative_to(base).as_posix()
+        except ValueError:
+            name = str(path)
+        items.append(Item(path, name, _output_for(identity, int(domain), path.stem)))
+    return items
+
+
+def list_sources(src: str | Path) -> list[Item]:
+    """Every image of SRC (identity folders, a manifest CSV, the MFR2 or LFW layout)."""
+    src = Path(src)
+    if not src.exists():
+        raise MfrError(f"{src}: no such file or folder")
+    if src.is_dir() and (src / "images").is_dir() and (src / "meta").is_dir():
+        src = src / "images"  # the LFW layout: lfw/images/<Name>/<Name>_NNNN.jpg
+    if src.is_dir() and (src / "mfr2_labels.txt").is_file():
+        return _mfr2_items(src, src / "mfr2_labels.txt")
+    items = _index_items(src)
+    if items is not None:
+        return items
+    if src.is_file() and src.suffix.lower() == ".csv":
+        return _manifest_items(src)
+    if not src.is_dir():
+        raise MfrError(f"{src}: expected a folder of identity folders or a manifest CSV")
+    return _walk_items(src)
+
+
+def _manifest_items(manifest: Path) -> list[Item]:
+    with open(manifest, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"path", "identity"} <= set(reader.fieldnames):
+            raise MfrError(f"{manifest}: a manifest needs the columns path,identity[,domain]")
+        rows = list(reader)
+    items = []
+    for row in rows:
+        path = manifest.parent / row["path"]
+        domain = int(row.get("domain") or 0)
+        items.append(Item(path, row["path"], _output_for(row["identity"], domain, path.stem)))
+    return items
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` (0 <= i < n) -> (i, n); None -> (0, 1)."""
+    if not text:
+        return 0, 1
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise MfrError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/4")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_items(items: list[Item], shard: int, count: int) -> list[Item]:
+    """The disjoint share of shard ``shard`` of ``count``: every count-th item by output path."""
+    ordered = sorted(items, key=lambda item: item.output)
+    return ordered[shard::count]
+
+
+# ----------------------------------------------------------------------------- workers
+
+_options: dict = {}
+
+
+def _init_worker(size: int, fallback: bool) -> None:
+    import cv2
+
+    from mfr.align.dlib_models import hog_detector, landmark_predictor
+
+    cv2.setNumThreads(1)
+    hog_detector()
+    landmark_predictor(68)
+    _options.update(size=size, fallback=fallback)
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """Decode an image to RGB uint8 (``mfr.data.images.read_image`` when it exists)."""
+    try:
+        from mfr.data.images import read_image
+    except ImportError:
+        read_image = None
+    if read_image is not None:
+        return read_image(path)
+    from PIL import Image
+
+    from mfr.errors import BadImageError
+
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except Exception as error:
+        raise BadImageError(f"{path}: cannot decode image ({error})") from error
+
+
+def _process(item: Item):
+    """Align one item and write its image; returns (item, status, landmarks|reason, faces)."""
+    import cv2
+
+    from mfr.align.align import FaceNotFound, align_face
+    from mfr.errors import MfrError
+
+    try:
+        image = read_rgb(item.source)
+    except MfrError as error:
+        return item, "unreadable", str(error), 0
+    except OSError as error:
+        return item, "unreadable", f"{item.source}: {error}", 0
+    try:
+        face = align_face(image, _options["size"], _options["fallback"])
+    except FaceNotFound as error:
+        status = "too_small" if error.reason.startswith("image too small") else "no_face"
+        return item, status, error.reason, 0
+    ok, encoded = cv2.imencode(OUTPUT_EXTENSION, cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        return item, "unreadable", f"{item.source}: cannot encode the aligned image", 0
+    with atomic_write(_options["dst"] / item.output, "wb") as handle:
+        handle.write(encoded.tobytes())
+    status = "fallback" if face.used_fallback else "aligned"
+    return item, status, face.landmarks68, face.num_faces
+
+
+# ----------------------------------------------------------------------------- parts
+
+
+def _read_part(path: Path) -> dict:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except Exception as error:
+        raise MfrError(f"{path}: unreadable progress file ({error}); delete it to redo") from error
+
+
+def _part_files(dst: Path) -> list[Path]:
+    files = [p for p in (dst / PARTS).glob("part-*.npz") if _PART_NAME.search(p.name)]
+    return sorted(files, key=lambda p: tuple(int(g) for g in _PART_NAME.search(p.name).groups()))
+
+
+class PartWriter:
+    """Buffers results and flushes them to ``DST/.align-parts/part-<i>of<n>-<k>.npz``."""
+
+    def __init__(self, dst: Path, shard: int, count: int, size: int):
+        self.folder = dst / PARTS
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.prefix = f"part-{shard}of{count}-"
+        existing = [
+            int(_PART_NAME.search(p.name).group(3)) for p in self.folder.glob(self.prefix + "*.npz")
+        ]
+        self.next = max(existing, default=-1) + 1
+        self.size = size
+        self.rows: list[tuple] = []
+        self.failures: list[tuple[str, str, str]] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, item: Item, status: str, payload, faces: int) -> None:
+        if status in ("aligned", "fallback"):
+            self.rows.append((item.output, payload, status == "fallback", faces))
+        else:
+            self.failures.append((item.name, item.output, str(payload)))
+        pending = len(self.rows) + len(self.failures)
+        if pending >= FLUSH_EVERY or time.monotonic() - self.last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows and not self.failures:
+            return
+        landmarks = np.stack([r[1] for r in self.rows]) if self.rows else np.zeros((0, 68, 2))
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            paths=np.array([r[0] for r in self.rows], dtype=str),
+            landmarks=landmarks.astype(np.float32),
+            fallback=np.array([r[2] for r in self.rows], dtype=bool),
+            num_faces=np.array([r[3] for r in self.rows], dtype=np.int32),
+            fail_names=np.array([f[0] for f in self.failures], dtype=str),
+            fail_outputs=np.array([f[1] for f in self.failures], dtype=str),
+            fail_reasons=np.array([f[2] for f in self.failures], dtype=str),
+            size=np.int32(self.size),
+        )
+        with atomic_write(self.folder / f"{self.prefix}{self.next:05d}.npz", "wb") as handle:
+            handle.write(buffer.getvalue())
+        self.next += 1
+        self.rows, self.failures = [], []
+        self.last_flush = time.monotonic()
+
+
+def _recorded(dst: Path) -> tuple[dict[str, dict], dict[str, tuple[str, str]], int | None]:
+    """All parts in order: output -> {landmarks, fallback, num_faces}, output -> (name, reason)
+    for failures (a later record of the same output replaces an earlier one), and the size."""
+    done: dict[str, dict] = {}
+    failed: dict[str, tuple[str, str]] = {}
+    size = None
+    for path in _part_files(dst):
+        part = _read_part(path)
+        if size is not None and int(part["size"]) != size:
+            raise MfrError(f"{path}: aligned at size {int(part['size'])}, other parts at {size}")
+        size = int(part["size"])
+        for i, output in enumerate(part["paths"].tolist()):
+            done[output] = {
+                "landmarks": part["landmarks"][i],
+                "fallback": bool(part["fallback"][i]),
+                "num_faces": int(part["num_faces"][i]),
+            }
+            failed.pop(output, None)
+        for name, output, reason in zip(
+            part["fail_names"].tolist(),
+            part["fail_outputs"].tolist(),
+            part["fail_reasons"].tolist(),
+        ):
+            failed[output] = (name, reason)
+            done.pop(output, None)
+    return done, failed, size
+
+
+def merge_parts(dst: str | Path, summary: Summary | None = None) -> Summary:
+    """Combine all progress parts of DST into ``landmarks.npz``, ``manifest.csv`` and
+    ``failures.csv``. Records whose image is missing are left out and counted."""
+    dst = Path(dst)
+    summary = summary or Summary()
+    if not (dst / PARTS).is_dir():
+        raise MfrError(f"{dst}: no {PARTS} folder; nothing to merge (run `mfr align SRC {dst}`)")
+    done, failed, size = _recorded(dst)
+    if size is None:
+        raise MfrError(f"{dst / PARTS}: no progress files to merge")
+    present = {output: record for output, record in done.items() if (dst / output).is_file()}
+    summary.missing_images = len(done) - len(present)
+    save_landmarks(dst, {output: record["landmarks"] for output, record in present.items()}, size)
+    with atomic_write(dst / "manifest.csv", "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "identity", "domain"])
+        for output in sorted(present):
+            parts = output.split("/")
+            writer.writerow([output, parts[0], int("masked" in parts[1:-1])])
+    with atomic_write(dst / "failures.csv", "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "reason"])
+        for name, reason in sorted(failed.values()):
+            writer.writerow([name, reason])
+    summary.total_aligned, summary.total_failed = len(present), len(failed)
+    return summary
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _remove_stray_temps(dst: Path, outputs: set[str]) -> int:
+    """Delete temp files left by an interrupted run of this shard (``.<name>.<rand>.tmp``)."""
+    removed = 0
+    for tmp in dst.rglob(".*.tmp"):
+        target = tmp.parent / tmp.name[1:].rsplit(".", 2)[0]
+        rel = target.relative_to(dst).as_posix()
+        if rel in outputs:
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def align_folder(
+    src: str | Path,
+    dst: str | Path,
+    size: int = 112,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
+    fallback: bool = True,
+    progress: bool = True,
+) -> Summary:
+    """Align every image of SRC into DST (resumable, sharded, multi-process); see module doc."""
+    src, dst = Path(src), Path(dst)
+    if size < 16:
+        raise MfrError(f"--size {size}: aligned images need at least 16 pixels")
+    if dst.resolve() == (src if src.is_dir() else src.parent).resolve():
+        raise MfrError(f"{dst}: the output folder must differ from the source")
+    items = list_sources(src)
+    summary = Summary()
+    seen: dict[str, Item] = {}
+    unique, duplicates = [], []
+    for item in items:
+        if item.output in seen:
+            duplicates.append(item)
+        else:
+            seen[item.output] = item
+            unique.append(item)
+    mine = shard_items(unique, *shard)
+    dst.mkdir(parents=True, exist_ok=True)
+    done, failed, recorded_size = _recorded(dst) if (dst / PARTS).is_dir() else ({}, {}, None)
+    if recorded_size is not None and recorded_size != size:
+        raise MfrError(
+            f"{dst}: already aligned at size {recorded_size}, not {size}; use another DST"
+        )
+    outputs = {item.output for item in mine}
+    _remove_stray_temps(dst, outputs)
+    todo = [
+        item
+        for item in mine
+        if not (item.output in failed or (item.output in done and (dst / item.output).is_file()))
+    ]
+    summary.skipped = len(mine) - len(todo)
+    writer = PartWriter(dst, *shard, size)
+    if shard == (0, 1) or shard[0] == 0:
+        for item in duplicates:
+            other = seen[item.output].name
+            writer.add(
+                Item(item.source, item.name, item.name),
+                "duplicate",
+                f"same output name as {other}",
+                0,
+            )
+            summary.notes.append(f"{item.name}: same output name as {other}")
+    counts: Counter = Counter()
+    _options.update(size=size, fallback=fallback, dst=dst)
+    try:
+        results = _run(todo, workers, size, fallback, dst)
+        if progress:
+            from tqdm import tqdm
+
+            results = tqdm(results, total=len(todo), desc="align", unit="img", smoothing=0.05)
+        for item, status, payload, faces in results:
+            counts[status] += 1
+            counts["multiple"] += faces > 1
+            writer.add(item, status, payload, faces)
+    finally:
+        writer.flush()
+    summary.aligned = counts["aligned"] + counts["fallback"]
+    summary.fallback = counts["fallback"]
+    summary.no_face = counts["no_face"]
+    summary.unreadable = counts["unreadable"]
+    summary.too_small = counts["too_small"]
+    summary.multiple = counts["multiple"]
+    return merge_parts(dst, summary)
+
+
+def _run(todo: list[Item], workers: int, size: int, fallback: bool, dst: Path):
+    """Yield results of ``_process`` over ``todo`` (in-process for one worker)."""
+    if workers <= 1 or len(todo) <= 1:
+        _init_worker(size, fallback)
+        _options["dst"] = dst
+        for item in todo:
+            yield _process(item)
+        return
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    with context.Pool(workers, initializer=_init_pool, initargs=(size, fallback, str(dst))) as pool:
+        yield from pool.imap_unordered(_process, todo, chunksize=8)
+
+
+def _init_pool(size: int, fallback: bool, dst: str) -> None:
+    _init_worker(size, fallback)
+    _options["dst"] = Path(dst)
