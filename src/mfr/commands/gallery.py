@@ -1,0 +1,346 @@
+"""``mfr enroll``, ``mfr identify``, ``mfr verify`` and ``mfr gallery list|remove|rename``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+ALIGNED_HELP = (
+    "--aligned: inputs are aligned crops; --detect: detect and align the face; "
+    "default: auto (112 x 112 images are crops, others are detected)"
+)
+
+
+def _err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _mfr2_full_faces(root: Path) -> list[tuple[str, Path]] | None:
+    """Full faces of an MFR2-layout folder (``mfr2_labels.txt``), or None if it is not one."""
+    labels = root / "mfr2_labels.txt"
+    if not labels.is_file():
+        return None
+    out = []
+    for line in labels.read_text().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and parts[2] == "no-mask":
+            identity, number = parts[0], int(parts[1])
+            out.append((identity, root / identity / f"{identity}_{number:04d}.png"))
+    return out
+
+
+def enrolment_sources(src: Path, name: str | None) -> list[tuple[str, Path]]:
+    """(identity, photo) pairs to enrol: one photo (needs ``name``); a folder of photos of
+    ``name``; or a dataset folder ``<identity>/<images>`` whose full faces are taken (images
+    under a ``masked`` folder, or labelled masked in an MFR2 ``mfr2_labels.txt``, are not)."""
+    from mfr.errors import MfrError
+
+    if src.is_file():
+        if not name:
+            raise MfrError(f"{src}: enrolling a single photo needs --name NAME")
+        return [(name, src)]
+    if not src.is_dir():
+        raise MfrError(f"{src}: no such file or folder")
+    if name:
+        return [(name, p) for p in sorted(src.iterdir()) if _is_image(p)]
+    mfr2 = _mfr2_full_faces(src)
+    if mfr2 is not None:
+        return mfr2
+    out = []
+    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
+        if folder.name.startswith(("_", ".")):
+            continue
+        out.extend((folder.name, p) for p in sorted(folder.iterdir()) if _is_image(p))
+    return out
+
+
+def _photos(items: list[Path]) -> list[Path]:
+    """Files as given; folders expanded to the images under them (sorted)."""
+    out = []
+    for item in items:
+        if item.is_dir():
+            out.extend(sorted(p for p in item.rglob("*") if _is_image(p)))
+        else:
+            out.append(item)
+    return out
+
+
+def _embed(recognizer, paths: list[Path], aligned: bool | None):
+    """Embed with a progress bar on stderr; each skip is logged, then the count."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("embedding", total=len(paths))
+        result = recognizer.embed_many(
+            paths, aligned=aligned, progress=lambda n: progress.advance(task, n)
+        )
+    for note in result.notes:
+        _err(f"note: {note}")
+    for where, reason in result.skipped:
+        _err(f"skipped: {reason}" if reason.startswith(where) else f"skipped: {where}: {reason}")
+    if result.skipped:
+        _err(f"skipped {len(result.skipped)} of {len(paths)} images")
+    return result
+
+
+def _model_for(gallery_path: Path, model: str | None):
+    """The recognizer for a gallery: ``--model`` if given, else the gallery's own."""
+    from mfr.api import FaceRecognizer
+    from mfr.gallery.store import Gallery
+
+    gallery = Gallery.load(gallery_path) if gallery_path.exists() else None
+    spec = model or (gallery.model.spec if gallery else "dlib")
+    recognizer = FaceRecognizer.load(spec)
+    if gallery is not None:
+        gallery.check_model(recognizer.model, gallery_path)
+    return recognizer, gallery
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def enroll(
+        gallery: Path = typer.Argument(..., help="Gallery file (.npz); created if missing."),
+        src: Path = typer.Argument(..., help="A photo, a folder of one person, or a dataset."),
+        model: str = typer.Option(
+            None, "--model", "-m", help="dlib, a .pt or .onnx (default: the gallery's; dlib)."
+        ),
+        name: str = typer.Option(None, "--name", "-n", help="Identity of a photo or folder."),
+        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+    ) -> None:
+        """Enrol faces into a gallery: one photo with --name, a folder of one person with
+        --name, or a dataset folder <identity>/<images> (full faces only)."""
+        from mfr.errors import MfrError
+        from mfr.gallery.store import Gallery, locked
+
+        sources = enrolment_sources(src, name)
+        if not sources:
+            raise MfrError(f"{src}: no images to enrol")
+        recognizer, existing = _model_for(gallery, model)
+        if existing is not None:
+            have = set(zip(existing.identities.tolist(), existing.paths.tolist(), strict=True))
+            fresh = [(i, p) for i, p in sources if (i, str(p.resolve())) not in have]
+            if len(fresh) < len(sources):
+                _err(f"{len(sources) - len(fresh)} images already enrolled, not added again")
+            sources = fresh
+        if not sources:
+            typer.echo(f"nothing new to enrol into {gallery}")
+            return
+        if len(sources) == 1:  # one photo: its problem is the error
+            recognizer.embed([sources[0][1]], aligned=aligned)
+        result = _embed(recognizer, [p for _, p in sources], aligned)
+        if not result.kept:
+            raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
+        with locked(gallery):
+            store = Gallery.load(gallery) if gallery.exists() else Gallery.empty(recognizer.model)
+            store.check_model(recognizer.model, gallery)
+            identities = [sources[i][0] for i in result.kept]
+            for identity in dict.fromkeys(identities):
+                rows = [r for r, i in enumerate(identities) if i == identity]
+                paths = [str(sources[result.kept[r]][1].resolve()) for r in rows]
+                store.add(identity, result.embeddings[rows], paths)
+            store.save(gallery)
+        typer.echo(
+            f"enrolled {len(result.kept)} images of {len(set(identities))} identities into "
+            f"{gallery} (now {len(store.identity_counts())} identities, {len(store)} images)"
+        )
+
+    @app.command()
+    def identify(
+        gallery: Path = typer.Argument(..., help="Gallery file made by `mfr enroll`."),
+        photos: list[Path] = typer.Argument(..., help="Photos (or folders of photos)."),
+        k: int = typer.Option(5, "--k", "-k", min=1, help="Identities to list per photo."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+        model: str = typer.Option(None, "--model", "-m", help="Default: the gallery's model."),
+        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+        faiss: bool = typer.Option(False, "--faiss", help="Search with a faiss index."),
+    ) -> None:
+        """Rank the enrolled identities most similar to each photo (an identity scores the
+        cosine similarity of its best-matching enrolled image)."""
+        import json
+
+        from mfr.errors import MfrError
+        from mfr.gallery.search import GallerySearch
+
+        recognizer, store = _model_for(gallery, model)
+        if store is None:
+            raise MfrError(f"{gallery}: no such gallery (create it with `mfr enroll`)")
+        paths = _photos(photos)
+        if not paths:
+            raise MfrError("no photos to identify")
+        if len(paths) == 1:
+            recognizer.embed(paths, aligned=aligned)  # one photo: its problem is the error
+        result = _embed(recognizer, paths, aligned)
+        search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
+        ranked = search.search(result.embeddings, k)
+        threshold = recognizer.threshold
+        records = []
+        for row, matches in zip(result.kept, ranked, strict=True):
+            records.append(
+                {
+                    "photo": str(paths[row]),
+                    "matches": [
+                        {
+                            "rank": rank,
+                            "identity": m.identity,
+                            "score": round(m.score, 6),
+                            "same": None if threshold is None else bool(m.score > threshold),
+                            "entry_id": int(store.ids[m.entry]),
+                            "enrolled_path": str(store.paths[m.entry]),
+                        }
+                        for rank, m in enumerate(matches, 1)
+                    ],
+                }
+            )
+        if as_json:
+            skipped = [{"photo": w, "reason": r} for w, r in result.skipped]
+            payload = {
+                "gallery": str(gallery),
+                "model": recognizer.model.spec,
+                "threshold": threshold,
+                "results": records,
+                "skipped": skipped,
+                "notes": result.notes,
+            }
+            typer.echo(json.dumps(payload, indent=2))
+            return
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("photo", "rank", "identity", "score", "same?")
+        for record in records:
+            for match in record["matches"]:
+                same = {None: "", True: "yes", False: "no"}[match["same"]]
+                photo = record["photo"] if match["rank"] == 1 else ""
+                table.add_row(
+                    photo, str(match["rank"]), match["identity"], f"{match['score']:.4f}", same
+                )
+        Console().print(table)
+
+    @app.command()
+    def verify(
+        a: Path = typer.Argument(None, help="First photo."),
+        b: Path = typer.Argument(None, help="Second photo."),
+        model: str = typer.Option("dlib", "--model", "-m", help="dlib, a .pt or an .onnx."),
+        threshold: float = typer.Option(None, "--threshold", help="Override the stored one."),
+        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+        calibrate: Path = typer.Option(
+            None,
+            "--calibrate",
+            help="Embeddings file (from `mfr embed` with this model): "
+            "calibrate the threshold on its pairs and store it with the model.",
+        ),
+        pairs: Path = typer.Option(None, "--pairs", help="Pairs CSV for --calibrate."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Are two photos the same person? Prints the cosine similarity and the decision
+        (same when above the model's calibrated threshold). With --calibrate, store one."""
+        import json
+
+        from mfr.api import FaceRecognizer
+        from mfr.errors import MfrError
+
+        recognizer = FaceRecognizer.load(model, threshold=threshold)
+        if calibrate is not None:
+            from mfr.gallery.threshold import calibrate as run_calibration
+            from mfr.gallery.threshold import store_threshold
+
+            record = run_calibration(calibrate, pairs)
+            record["source"] = str(calibrate)
+            where = store_threshold(recognizer.model.spec, recognizer.model.fingerprint, record)
+            typer.echo(
+                f"threshold {record['threshold']:.4f} (accuracy {100 * record['accuracy']:.2f}% "
+                f"on {record['num_pairs']} pairs) stored in {where}"
+            )
+            return
+        if a is None or b is None:
+            raise MfrError("verify needs two photos (or --calibrate EMB.npz)")
+        similarity, same = recognizer.verify(a, b, aligned=aligned)
+        if as_json:
+            payload = {"a": str(a), "b": str(b), "similarity": similarity, "same": same,
+                       "threshold": recognizer.threshold}  # fmt: skip
+            typer.echo(json.dumps(payload))
+        else:
+            verdict = "same person" if same else "different people"
+            typer.echo(
+                f"{verdict}: similarity {similarity:.4f} (threshold {recognizer.threshold:.4f})"
+            )
+
+    sub = typer.Typer(help="Inspect and edit a gallery.", no_args_is_help=True)
+    app.add_typer(sub, name="gallery")
+
+    @sub.command("list")
+    def list_(
+        gallery: Path = typer.Argument(..., help="Gallery file."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Show a gallery's model and its identities with their image counts."""
+        import json
+
+        from mfr.gallery.store import Gallery
+
+        store = Gallery.load(gallery)
+        counts = store.identity_counts()
+        if as_json:
+            payload = {
+                "model": store.model.to_json(),
+                "created": store.created,
+                "updated": store.updated,
+                "images": len(store),
+                "identities": counts,
+            }
+            typer.echo(json.dumps(payload, indent=2))
+            return
+        typer.echo(f"{gallery}: {len(counts)} identities, {len(store)} images")
+        typer.echo(f"model {store.model.spec} ({store.model.name}, {store.model.dim}-d, "
+                   f"weights {store.model.fingerprint[:19]})")  # fmt: skip
+        typer.echo(f"created {store.created}, updated {store.updated}")
+        for identity, count in counts.items():
+            typer.echo(f"  {identity}\t{count}")
+
+    @sub.command()
+    def remove(
+        gallery: Path = typer.Argument(..., help="Gallery file."),
+        identity: str = typer.Argument(None, help="Identity to remove (all its images)."),
+        entry: list[int] = typer.Option(None, "--entry", help="Remove one entry by id."),
+    ) -> None:
+        """Remove an identity (all its images) or single entries (--entry ID)."""
+        from mfr.errors import MfrError
+        from mfr.gallery.store import Gallery, locked
+
+        if identity is None and not entry:
+            raise MfrError("name an identity or give --entry ID")
+        with locked(gallery):
+            store = Gallery.load(gallery)
+            if identity is not None and identity not in store.identity_counts():
+                raise MfrError(f"{gallery}: no identity {identity!r}")
+            removed = store.remove(identity, entry)
+            if not removed:
+                raise MfrError(f"{gallery}: no entry with id {', '.join(map(str, entry))}")
+            store.save(gallery)
+        typer.echo(f"removed {removed} images from {gallery} ({len(store)} left)")
+
+    @sub.command()
+    def rename(
+        gallery: Path = typer.Argument(..., help="Gallery file."),
+        old: str = typer.Argument(..., help="Current identity name."),
+        new: str = typer.Argument(..., help="New name (merged if it exists)."),
+    ) -> None:
+        """Rename an identity (merging into NEW if it is already enrolled)."""
+        from mfr.errors import MfrError
+        from mfr.gallery.store import Gallery, locked
+
+        with locked(gallery):
+            store = Gallery.load(gallery)
+            count = store.rename(old, new)
+            if not count:
+                raise MfrError(f"{gallery}: no identity {old!r}")
+            store.save(gallery)
+        typer.echo(f"renamed {old} to {new} ({count} images)")

@@ -1,0 +1,1 @@
+"""Enrolled galleries: an on-disk store of face embeddings and nearest-identity search."""

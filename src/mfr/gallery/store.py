@@ -1,0 +1,231 @@
+"""The gallery file: enrolled face embeddings with their identities, on disk as one ``.npz``.
+
+Arrays: ``embeddings`` float32 (N, D), L2-normalised; ``identities`` str (N,); ``paths`` str
+(N,) (the source photo of each entry); ``ids`` int64 (N,) (per-entry ids, never reused);
+``meta`` a JSON string: ``format``, ``version``, ``model`` (``spec``, ``name``, ``dim``,
+``fingerprint``), ``created``, ``updated``, ``next_id``.
+
+Writes go to a temp file beside the gallery, are fsynced, then ``os.replace`` it: the previous
+version stays complete until the new one is, readers only ever open complete files, and a
+crash mid-write loses nothing already enrolled. Writers serialise on ``GALLERY.lock``
+(:func:`locked`) so that two concurrent enrolments do not lose each other's entries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from mfr.errors import MfrError
+from mfr.io import atomic_write
+
+FORMAT = "mfr-gallery"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Which model made a gallery's embeddings; ``fingerprint`` hashes its weights."""
+
+    spec: str
+    name: str
+    dim: int
+    fingerprint: str
+
+    def to_json(self) -> dict:
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "dim": self.dim,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def normalise(embeddings: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+    return embeddings / np.maximum(norms, 1e-12)
+
+
+@dataclass
+class Gallery:
+    """An in-memory gallery; :meth:`save` persists it atomically."""
+
+    model: ModelInfo
+    embeddings: np.ndarray
+    identities: np.ndarray
+    paths: np.ndarray
+    ids: np.ndarray
+    created: str = field(default_factory=_now)
+    updated: str = field(default_factory=_now)
+    next_id: int = 0
+
+    @classmethod
+    def empty(cls, model: ModelInfo) -> Gallery:
+        return cls(
+            model=model,
+            embeddings=np.zeros((0, model.dim), np.float32),
+            identities=np.zeros(0, dtype=str),
+            paths=np.zeros(0, dtype=str),
+            ids=np.zeros(0, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return self.model.dim
+
+    def identity_counts(self) -> dict[str, int]:
+        """Enrolled identity -> number of images, sorted by identity."""
+        names, counts = np.unique(self.identities, return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
+
+    def check_model(self, model: ModelInfo, where: str | Path = "gallery") -> None:
+        """Raise one clear error when ``model`` is not the model this gallery was enrolled with."""
+        if model.dim != self.model.dim:
+            raise MfrError(
+                f"{where}: gallery holds {self.model.dim}-d embeddings from model "
+                f"{self.model.spec!r}, but model {model.spec!r} gives {model.dim}-d embeddings; "
+                "use the gallery's model or enrol into a new gallery"
+            )
+        if model.fingerprint != self.model.fingerprint:
+            raise MfrError(
+                f"{where}: gallery was enrolled with model {self.model.spec!r} "
+                f"(weights {self.model.fingerprint[:19]}), not {model.spec!r} "
+                f"(weights {model.fingerprint[:19]}); use the gallery's model or enrol anew"
+            )
+
+    def add(self, identity: str, embeddings: np.ndarray, paths: list[str]) -> np.ndarray:
+        """Append ``embeddings`` (N, D) of ``identity``; returns the new entry ids."""
+        identity = identity.strip()
+        if not identity:
+            raise MfrError("identity name must not be empty")
+        embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
+        if len(embeddings) != len(paths):
+            raise ValueError("one path per embedding")
+        new_ids = np.arange(self.next_id, self.next_id + len(embeddings), dtype=np.int64)
+        self.embeddings = np.concatenate([self.embeddings, normalise(embeddings)])
+        self.identities = np.concatenate([self.identities, np.array([identity] * len(paths))])
+        self.paths = np.concatenate([self.paths, np.array([str(p) for p in paths], dtype=str)])
+        self.ids = np.concatenate([self.ids, new_ids])
+        self.next_id += len(embeddings)
+        self.updated = _now()
+        return new_ids
+
+    def remove(self, identity: str | None = None, entry_ids: list[int] | None = None) -> int:
+        """Remove every entry of ``identity`` and/or the given entry ids; returns the count."""
+        drop = np.zeros(len(self), bool)
+        if identity is not None:
+            drop |= self.identities == identity
+        if entry_ids:
+            drop |= np.isin(self.ids, np.asarray(entry_ids, np.int64))
+        keep = ~drop
+        self.embeddings, self.identities = self.embeddings[keep], self.identities[keep]
+        self.paths, self.ids = self.paths[keep], self.ids[keep]
+        if drop.any():
+            self.updated = _now()
+        return int(drop.sum())
+
+    def rename(self, old: str, new: str) -> int:
+        """Rename identity ``old`` to ``new`` (merging if ``new`` exists); returns the count."""
+        new = new.strip()
+        if not new:
+            raise MfrError("identity name must not be empty")
+        hit = self.identities == old
+        if hit.any():
+            identities = self.identities.astype(object)
+            identities[hit] = new
+            self.identities = identities.astype(str)
+            self.updated = _now()
+        return int(hit.sum())
+
+    def save(self, path: str | Path) -> None:
+        """Write atomically (temp file, fsync, rename); the old file stays until then."""
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": self.model.to_json(),
+            "created": self.created,
+            "updated": self.updated,
+            "next_id": int(self.next_id),
+        }
+        with atomic_write(path, "wb") as handle:
+            np.savez(
+                handle,
+                embeddings=np.ascontiguousarray(self.embeddings, np.float32),
+                identities=self.identities.astype(str),
+                paths=self.paths.astype(str),
+                ids=self.ids.astype(np.int64),
+                meta=np.array(json.dumps(meta)),
+            )
+
+    @classmethod
+    def load(cls, path: str | Path) -> Gallery:
+        """Read a gallery; a missing, corrupt or foreign file raises one clear ``MfrError``."""
+        path = Path(path)
+        if not path.is_file():
+            raise MfrError(f"{path}: no such gallery (create it with `mfr enroll`)")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {key: data[key] for key in ("embeddings", "identities", "paths", "ids")}
+                meta = json.loads(str(data["meta"]))
+            model = ModelInfo(
+                **{k: meta["model"][k] for k in ("spec", "name", "dim", "fingerprint")}
+            )
+            if meta.get("format") != FORMAT:
+                raise ValueError(f"format is {meta.get('format')!r}, not {FORMAT!r}")
+            if meta.get("version", 0) > VERSION:
+                raise ValueError(f"written by a newer mfr (gallery version {meta['version']})")
+            gallery = cls(
+                model=model,
+                embeddings=arrays["embeddings"].astype(np.float32, copy=False),
+                identities=arrays["identities"].astype(str),
+                paths=arrays["paths"].astype(str),
+                ids=arrays["ids"].astype(np.int64),
+                created=str(meta["created"]),
+                updated=str(meta["updated"]),
+                next_id=int(meta["next_id"]),
+            )
+        except Exception as error:
+            raise MfrError(f"{path}: corrupt or unreadable gallery file ({error})") from error
+        n = len(gallery.ids)
+        shape = gallery.embeddings.shape
+        if (
+            len(shape) != 2
+            or shape != (n, model.dim)
+            or len(gallery.identities) != n
+            or len(gallery.paths) != n
+            or not np.isfinite(gallery.embeddings).all()
+        ):
+            raise MfrError(
+                f"{path}: corrupt gallery file (embeddings {shape}, {len(gallery.identities)} "
+                f"identities, {len(gallery.paths)} paths, {n} ids, model dim {model.dim})"
+            )
+        return gallery
+
+
+@contextlib.contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``PATH.lock`` (serialises writers; readers need no lock)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

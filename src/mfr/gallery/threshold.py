@@ -1,0 +1,137 @@
+"""The verification threshold stored with a model, and its calibration.
+
+Two faces are judged the same person when the cosine similarity of their embeddings is
+greater than the threshold. Where it is kept:
+
+- an mfr checkpoint (``.pt``): its ``threshold`` key;
+- an ONNX export or ``dlib``: a sidecar JSON, ``<model>.threshold.json`` beside the ``.onnx``
+  file, ``$MFR_HOME/dlib.threshold.json`` (``MFR_HOME`` defaults to ``~/.mfr``) for dlib. An
+  ONNX export also carries the checkpoint's threshold in its metadata (the sidecar wins).
+
+Calibration picks, on pairs of an embeddings file made with the same model, the threshold
+that maximises accuracy among the midpoints of consecutive distinct similarities (plus one
+below the lowest and one above the highest), ties to the lowest: the per-fold rule of
+``mfr eval``, applied to all pairs at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from mfr.errors import MfrError
+from mfr.io import atomic_write
+
+#: dlib's documented rule: same person below 0.6 Euclidean distance of its unit-norm
+#: descriptors, i.e. cosine similarity above 1 - 0.6**2 / 2.
+DLIB_DEFAULT = 1.0 - 0.6**2 / 2
+
+
+def sidecar_path(spec: str) -> Path:
+    """Where the threshold of a dlib or ONNX model is kept."""
+    if spec == "dlib":
+        home = Path(os.environ.get("MFR_HOME", "~/.mfr")).expanduser()
+        return home / "dlib.threshold.json"
+    return Path(spec).with_suffix(".threshold.json")
+
+
+def read_sidecar(spec: str, fingerprint: str) -> float | None:
+    """The sidecar's threshold when it was calibrated for these weights, else None."""
+    path = sidecar_path(spec)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        threshold = float(record["threshold"])
+    except Exception as error:
+        raise MfrError(f"{path}: unreadable threshold file ({error})") from error
+    return threshold if record.get("fingerprint") == fingerprint else None
+
+
+def best_threshold(similarities: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(threshold, accuracy) maximising accuracy of ``similarity > threshold``."""
+    similarities = np.asarray(similarities, np.float64)
+    same = np.asarray(same).astype(bool)
+    if len(similarities) == 0:
+        raise MfrError("no pairs to calibrate a threshold on")
+    values = np.unique(similarities)
+    candidates = np.concatenate(
+        [[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]]
+    )
+    # accuracy of each candidate by counting, vectorised: sorted positives/negatives below it
+    pos = np.sort(similarities[same])
+    neg = np.sort(similarities[~same])
+    true_pos = len(pos) - np.searchsorted(pos, candidates, side="right")
+    true_neg = np.searchsorted(neg, candidates, side="right")
+    accuracy = (true_pos + true_neg) / len(similarities)
+    best = int(np.argmax(accuracy))  # first maximum = lowest threshold
+    return float(candidates[best]), float(accuracy[best])
+
+
+def calibration_pairs(identities: np.ndarray, domains: np.ndarray, seed: int = 0) -> np.ndarray:
+    """All matched (masked, full) pairs and as many unmatched ones drawn at random: (P, 3)
+    rows ``a, b, same`` (indices into the embeddings file)."""
+    identities, domains = np.asarray(identities), np.asarray(domains)
+    masked, full = np.flatnonzero(domains == 1), np.flatnonzero(domains == 0)
+    if len(masked) == 0 or len(full) == 0:
+        raise MfrError("calibration needs masked (domain 1) and full (domain 0) images")
+    a, b = np.meshgrid(masked, full, indexing="ij")
+    a, b = a.ravel(), b.ravel()
+    same = identities[a] == identities[b]
+    matched = np.stack([a[same], b[same], np.ones(same.sum(), np.int64)], 1)
+    others = np.flatnonzero(~same)
+    pick = np.random.default_rng(seed).choice(others, min(len(others), len(matched)), replace=False)
+    unmatched = np.stack([a[pick], b[pick], np.zeros(len(pick), np.int64)], 1)
+    if len(matched) == 0 or len(unmatched) == 0:
+        raise MfrError("calibration needs matched and unmatched masked/full pairs")
+    return np.concatenate([matched, unmatched]).astype(np.int64)
+
+
+def read_pairs(path: str | Path) -> np.ndarray:
+    """A pairs CSV (header ``a,b,same``) as an (P, 3) int64 array."""
+    path = Path(path)
+    try:
+        rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    except Exception as error:
+        raise MfrError(f"{path}: unreadable pairs file ({error})") from error
+    if rows.shape[1] != 3:
+        raise MfrError(f"{path}: pairs file needs columns a,b,same")
+    return rows
+
+
+def calibrate(embeddings_file: str | Path, pairs_file: str | Path | None = None) -> dict:
+    """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``."""
+    path = Path(embeddings_file)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            embeddings = data["embeddings"].astype(np.float32)
+            identities, domains = data["identities"].astype(str), data["domains"]
+    except Exception as error:
+        raise MfrError(f"{path}: unreadable embeddings file ({error})") from error
+    pairs = read_pairs(pairs_file) if pairs_file else calibration_pairs(identities, domains)
+    if pairs.size and (pairs[:, :2].min() < 0 or pairs[:, :2].max() >= len(embeddings)):
+        raise MfrError(f"{pairs_file}: pair indices outside the {len(embeddings)} embeddings")
+    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    similarities = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
+    threshold, accuracy = best_threshold(similarities, pairs[:, 2])
+    return {"threshold": threshold, "accuracy": accuracy, "num_pairs": int(len(pairs))}
+
+
+def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
+    """Keep a calibrated threshold with the model (checkpoint key or sidecar); returns where."""
+    if spec != "dlib" and Path(spec).suffix not in {".onnx"}:
+        import torch
+
+        from mfr.io import atomic_save_torch
+
+        checkpoint = torch.load(spec, map_location="cpu", weights_only=True)
+        checkpoint["threshold"] = float(record["threshold"])
+        atomic_save_torch(checkpoint, spec)
+        return Path(spec)
+    target = sidecar_path(spec)
+    with atomic_write(target, "w") as handle:
+        json.dump({**record, "fingerprint": fingerprint, "similarity": "cosine"}, handle, indent=2)
+    return target
