@@ -1,0 +1,79 @@
+"""ONNX export: onnxruntime matches PyTorch at several batch sizes; metadata read back."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from gallery_helpers import face_like, run_mfr, tiny_model, tiny_onnx
+
+from mfr.embedders.onnx import OnnxEmbedder
+from mfr.errors import MfrError
+from mfr.nets.preprocess import images_to_tensor
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_onnxruntime_output_matches_pytorch_with_dynamic_batch(tmp_path, rng, batch):
+    path = tiny_onnx(tmp_path / "tiny.onnx", seed=3, size=32)
+    images = [face_like(rng, i, size=32) for i in range(batch)]
+    with torch.no_grad():
+        expected = tiny_model(3)(images_to_tensor(images)).numpy()
+    got = OnnxEmbedder(path).embed(images)
+    assert got.shape == (batch, 16)
+    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+
+
+def test_export_records_input_size_normalisation_dim_and_threshold(tmp_path):
+    path = tiny_onnx(tmp_path / "tiny.onnx", dim=24, size=40, threshold=0.31)
+    proto = onnx.load(str(path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    assert props["mfr.input_size"] == "40"
+    assert props["mfr.embedding_dim"] == "24"
+    assert props["mfr.normalisation"] == "rgb/127.5-1"
+    batch_dim = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_dim.dim_param == "batch"
+    embedder = OnnxEmbedder(path)
+    assert (embedder.input_size, embedder.dim, embedder.threshold) == (40, 24, 0.31)
+
+
+def test_onnx_embedder_resizes_crops_to_the_model_input(tmp_path, rng):
+    import cv2
+
+    path = tiny_onnx(tmp_path / "tiny.onnx", size=32)
+    big = face_like(rng, 1, size=112)
+    small = cv2.resize(big, (32, 32), interpolation=cv2.INTER_AREA)
+    embedder = OnnxEmbedder(path)
+    np.testing.assert_allclose(embedder.embed([big]), embedder.embed([small]), atol=1e-6)
+
+
+def test_onnx_file_without_mfr_metadata_is_refused(tmp_path):
+    path = tmp_path / "plain.onnx"
+    model = torch.nn.Linear(4, 2)
+    with pytest.warns(DeprecationWarning):
+        torch.onnx.export(model, (torch.zeros(1, 4),), str(path), dynamo=False)
+    with pytest.raises(MfrError, match="not an mfr ONNX export"):
+        OnnxEmbedder(path)
+
+
+def test_export_command_uses_the_checkpoint_loader(tmp_path, monkeypatch, capsys):
+    """`mfr export` with the training loader stubbed by a tiny model (until it lands)."""
+    import sys
+    import types
+
+    model = tiny_model(5)
+    ckpt = tmp_path / "m.pt"
+    torch.save({"format": "mfr-recognizer", "model": model.state_dict()}, ckpt)
+    fake = types.ModuleType("mfr.train.checkpoint")
+    fake.load_embedding_model = lambda path: (
+        model,
+        {"input_size": 32, "embedding_dim": 16, "backbone": "tiny", "threshold": 0.4},
+    )
+    monkeypatch.setitem(sys.modules, "mfr.train.checkpoint", fake)
+    out = tmp_path / "m.onnx"
+    assert run_mfr(capsys, "export", ckpt, "--onnx", out)[0] == 0
+    embedder = OnnxEmbedder(out)
+    assert embedder.threshold == 0.4
+    from mfr.gallery.fingerprint import checkpoint_fingerprint, onnx_fingerprint
+
+    assert onnx_fingerprint(out) == checkpoint_fingerprint(ckpt)
