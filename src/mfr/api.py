@@ -90,8 +90,6 @@ class FaceRecognizer:
             )
         if threshold is None:
             threshold = getattr(embedder, "threshold", None)
-        if threshold is None and spec != "dlib" and not spec.endswith(".onnx"):
-            threshold = _checkpoint_threshold(spec)
         if threshold is None and spec == "dlib":
             threshold = DLIB_DEFAULT
         return cls(embedder, info, threshold)
@@ -177,14 +175,3 @@ class FaceRecognizer:
         gallery = self.open_gallery(gallery)
         probes = self.embed(images, aligned=aligned)
         return GallerySearch(gallery.embeddings, gallery.identities, backend).search(probes, k)
-
-
-def _checkpoint_threshold(path: str) -> float | None:
-    import torch
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception:
-        return None
-    value = checkpoint.get("threshold") if isinstance(checkpoint, dict) else None
-    return None if value is None else float(value)

@@ -9,9 +9,10 @@ greater than the threshold. Where it is kept:
   ONNX export also carries the checkpoint's threshold in its metadata (the sidecar wins).
 
 Calibration picks, on pairs of an embeddings file made with the same model, the threshold
-that maximises accuracy among the midpoints of consecutive distinct similarities (plus one
-below the lowest and one above the highest), ties to the lowest: the per-fold rule of
-``mfr eval``, applied to all pairs at once.
+``mfr eval`` would pick for one fold (``mfr.eval.verification.best_threshold``: the accuracy-
+maximising midpoint between consecutive distinct similarities, ties to the lowest), applied
+to all pairs at once. Without a pairs file the pairs are every matched (masked, full) pair
+and as many unmatched ones drawn with a fixed seed.
 """
 
 from __future__ import annotations
@@ -51,26 +52,6 @@ def read_sidecar(spec: str, fingerprint: str) -> float | None:
     return threshold if record.get("fingerprint") == fingerprint else None
 
 
-def best_threshold(similarities: np.ndarray, same: np.ndarray) -> tuple[float, float]:
-    """(threshold, accuracy) maximising accuracy of ``similarity > threshold``."""
-    similarities = np.asarray(similarities, np.float64)
-    same = np.asarray(same).astype(bool)
-    if len(similarities) == 0:
-        raise MfrError("no pairs to calibrate a threshold on")
-    values = np.unique(similarities)
-    candidates = np.concatenate(
-        [[values[0] - 1e-6], (values[:-1] + values[1:]) / 2, [values[-1] + 1e-6]]
-    )
-    # accuracy of each candidate by counting, vectorised: sorted positives/negatives below it
-    pos = np.sort(similarities[same])
-    neg = np.sort(similarities[~same])
-    true_pos = len(pos) - np.searchsorted(pos, candidates, side="right")
-    true_neg = np.searchsorted(neg, candidates, side="right")
-    accuracy = (true_pos + true_neg) / len(similarities)
-    best = int(np.argmax(accuracy))  # first maximum = lowest threshold
-    return float(candidates[best]), float(accuracy[best])
-
-
 def calibration_pairs(identities: np.ndarray, domains: np.ndarray, seed: int = 0) -> np.ndarray:
     """All matched (masked, full) pairs and as many unmatched ones drawn at random: (P, 3)
     rows ``a, b, same`` (indices into the embeddings file)."""
@@ -104,13 +85,11 @@ def read_pairs(path: str | Path) -> np.ndarray:
 
 def calibrate(embeddings_file: str | Path, pairs_file: str | Path | None = None) -> dict:
     """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``."""
-    path = Path(embeddings_file)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            embeddings = data["embeddings"].astype(np.float32)
-            identities, domains = data["identities"].astype(str), data["domains"]
-    except Exception as error:
-        raise MfrError(f"{path}: unreadable embeddings file ({error})") from error
+    from mfr.eval.embeddings import load_embeddings
+    from mfr.eval.verification import best_threshold
+
+    data = load_embeddings(embeddings_file)
+    embeddings, identities, domains = data.embeddings, data.identities, data.domains
     pairs = read_pairs(pairs_file) if pairs_file else calibration_pairs(identities, domains)
     if pairs.size and (pairs[:, :2].min() < 0 or pairs[:, :2].max() >= len(embeddings)):
         raise MfrError(f"{pairs_file}: pair indices outside the {len(embeddings)} embeddings")
