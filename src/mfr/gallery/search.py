@@ -46,7 +46,8 @@ def build_faiss_index(embeddings: np.ndarray, kind: str = "flat", nlist: int | N
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif kind == "ivf":
-        nlist = nlist or max(1, int(4 * np.sqrt(len(data))))
+        # ~4 sqrt(N) lists, but at least 39 training points per list (faiss k-means minimum)
+        nlist = nlist or max(1, min(int(4 * np.sqrt(len(data))), len(data) // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.train(data)
         index.nprobe = 16
@@ -71,15 +72,20 @@ class GallerySearch:
     ):
         if backend not in {"exact", "faiss"}:
             raise MfrError(f"unknown search backend {backend!r}: use exact or faiss")
-        self.embeddings = np.ascontiguousarray(normalise(embeddings))
+        embeddings = normalise(embeddings)
+        self.dim = embeddings.shape[1]
         self.identities = np.asarray(identities, dtype=str)
         self.classes, self.codes = np.unique(self.identities, return_inverse=True)
         self.backend = backend
         self.one_per_identity = len(self.classes) == len(self.identities)
-        # entries grouped by identity, for the max-over-identity reduction of exact search
+        # entries grouped by identity (identity order), so that exact search's similarity
+        # columns come out grouped for the max-over-identity reduction
         self.order = np.argsort(self.codes, kind="stable")
         self.starts = np.searchsorted(self.codes[self.order], np.arange(len(self.classes)))
-        self.index = build_faiss_index(self.embeddings, faiss_index) if backend == "faiss" else None
+        if backend == "faiss":
+            self.index = build_faiss_index(embeddings, faiss_index)
+        else:
+            self.grouped = np.ascontiguousarray(embeddings[self.order])
 
     @property
     def num_identities(self) -> int:
@@ -88,10 +94,8 @@ class GallerySearch:
     def search(self, probes: np.ndarray, k: int = 5) -> list[list[Match]]:
         """The ``k`` best identities of each probe (fewer when the gallery holds fewer)."""
         probes = np.ascontiguousarray(normalise(np.atleast_2d(probes)))
-        if probes.shape[1] != self.embeddings.shape[1]:
-            raise MfrError(
-                f"probe embeddings are {probes.shape[1]}-d, gallery is {self.embeddings.shape[1]}-d"
-            )
+        if probes.shape[1] != self.dim:
+            raise MfrError(f"probe embeddings are {probes.shape[1]}-d, gallery is {self.dim}-d")
         k = min(int(k), self.num_identities)
         if k <= 0 or len(probes) == 0:
             return [[] for _ in range(len(probes))]
@@ -115,27 +119,24 @@ class GallerySearch:
         return take(codes, order, 1), take(scores, order, 1), take(entries, order, 1)
 
     def _search_exact(self, probes, k):
-        n = len(self.embeddings)
+        n = len(self.grouped)
         chunk = max(1, BLOCK_BYTES // (4 * max(n, 1)))
         parts = []
         for start in range(0, len(probes), chunk):
-            sims = probes[start : start + chunk] @ self.embeddings.T  # (P, N)
+            sims = probes[start : start + chunk] @ self.grouped.T  # (P, N), grouped by identity
             if self.one_per_identity:
-                per_identity = np.empty_like(sims)
-                per_identity[:, self.codes] = sims
-                best_entry = np.broadcast_to(np.argsort(self.codes), sims.shape)
+                per_identity, best_entry = sims, self.order[None, :]
             else:
-                grouped = sims[:, self.order]
-                per_identity = np.maximum.reduceat(grouped, self.starts, axis=1)
+                per_identity = np.maximum.reduceat(sims, self.starts, axis=1)
                 # entry of each identity's maximum: first position in the group reaching it
-                hit = grouped == np.repeat(per_identity, np.diff(np.append(self.starts, n)), 1)
+                sizes = np.diff(np.append(self.starts, n))
+                hit = sims == np.repeat(per_identity, sizes, axis=1)
                 first = np.maximum.reduceat(np.where(hit, -np.arange(n), -n), self.starts, axis=1)
                 best_entry = self.order[-first]
             top = np.argpartition(-per_identity, k - 1, axis=1)[:, :k]
-            codes = top
             scores = np.take_along_axis(per_identity, top, 1)
-            entries = np.take_along_axis(np.asarray(best_entry), top, 1)
-            parts.append(self._rank(codes, scores, entries, k))
+            entries = np.take_along_axis(np.broadcast_to(best_entry, per_identity.shape), top, 1)
+            parts.append(self._rank(top, scores, entries, k))
         return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
 
     def _search_faiss(self, probes, k):
