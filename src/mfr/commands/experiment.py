@@ -1,0 +1,31 @@
+"""``mfr experiment``: the paper's Tables 1-4 as resumable grids of train + evaluate cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def experiment(
+        table: str = typer.Argument(..., help="table1 | table2 | table3 | table4"),
+        scale: str = typer.Option("cpu", "--scale", help="cpu | paper (configs/experiment-*.yaml)"),
+        config: Path | None = typer.Option(None, "--config", help="An experiment YAML instead."),
+        out: Path = typer.Option(Path("runs/experiments"), "--out", help="Results folder."),
+    ) -> None:
+        """Run a table of the paper: every cell trains a recognizer, then evaluates it on
+        mfr2-dev (real masks) and on held-out LFW identities with synthetic masks.
+
+        Finished cells are never re-run; an interrupted cell resumes from its checkpoint.
+        Writes OUT/<table>/<table>.csv, .md and -cmc.png.
+        """
+        from mfr.experiments.config import load_experiment_config
+        from mfr.experiments.runner import run_table
+        from mfr.experiments.tables import markdown_table
+
+        settings = load_experiment_config(config, scale)
+        results = run_table(table, settings, out, log=typer.echo)
+        typer.echo(markdown_table(results))
+        typer.echo(f"results: {out / table}")

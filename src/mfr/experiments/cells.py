@@ -1,0 +1,112 @@
+"""The cells of the paper's Tables 1-4: what each trains on and with which loss."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfr.errors import MfrError
+
+LOSS_LABELS = {
+    "softmax": "Softmax",
+    "triplet": "Softmax+Triplet",
+    "center": "Center Loss",
+    "sphereface": "SphereFace",
+    "cosface": "CosFace",
+    "arcface": "ArcFace",
+    "dcr": "DCR",
+}
+SOURCE_LABELS = {
+    "erase": "DE",
+    "hull": "KP-CVX",
+    "template": "KP-SYN",
+    "cyclegan": "CycleGAN",
+    "iamgan": "IAMGAN",
+    "iamgan-no_rec": "IAMGAN w/o L_rec",
+    "iamgan-no_cls": "IAMGAN w/o L_cls",
+}
+AD_HOC = ("erase", "hull", "template")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of a table: train ``loss`` on full faces (+ masked twins from ``source``)."""
+
+    table: str
+    row: str
+    loss: str = "softmax"
+    source: str | None = None  # None: full faces only
+    loss_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    seed: int = 0
+    baseline: str | None = None  # "dlib": no training, the off-the-shelf descriptor
+
+    @property
+    def key(self) -> str:
+        """Folder name of the cell: the row label made path-safe, plus the seed."""
+        slug = re.sub(r"[^a-z0-9]+", "-", self.row.lower()).strip("-")
+        return f"{slug}-s{self.seed}"
+
+    @property
+    def synthetic_test_method(self) -> str:
+        """An ad-hoc method not used in this cell's training, for the synthetic-mask test."""
+        return "hull" if self.source == "template" else "template"
+
+
+def _table1(masked_source: str) -> list[Cell]:
+    label = SOURCE_LABELS[masked_source]
+    cells = [Cell("table1", LOSS_LABELS[loss], loss) for loss in LOSS_LABELS if loss != "dcr"]
+    cells += [
+        Cell("table1", f"{LOSS_LABELS[loss]}+{label}", loss, masked_source) for loss in LOSS_LABELS
+    ]
+    return [Cell("table1", "dlib (off-the-shelf)", baseline="dlib"), *cells]
+
+
+def _table2() -> list[Cell]:
+    sources = ["cyclegan", *AD_HOC, "iamgan"]
+    return [Cell("table2", SOURCE_LABELS[s], "softmax", s) for s in sources]
+
+
+def _table3() -> list[Cell]:
+    variants = [("cyclegan", "w/o L_IP"), ("iamgan-no_rec", "w/o L_rec"),
+                ("iamgan-no_cls", "w/o L_cls"), ("iamgan", "with all")]  # fmt: skip
+    return [Cell("table3", row, "softmax", source) for source, row in variants]
+
+
+def _table4(masked_source: str) -> list[Cell]:
+    rows = [
+        ("w/o L_c", {"use_cross": False}),
+        ("w/o L_s", {"use_single": False}),
+        ("with all", {}),
+    ]
+    return [Cell("table4", row, "dcr", masked_source, options) for row, options in rows]
+
+
+def table_cells(table: str, masked_source: str = "template", seeds: tuple[int, ...] = (0,)):
+    """The cells of ``table`` (table1..table4); every cell repeated for each seed."""
+    builders = {
+        "table1": lambda: _table1(masked_source),
+        "table2": _table2,
+        "table3": _table3,
+        "table4": lambda: _table4(masked_source),
+    }
+    if table not in builders:
+        raise MfrError(f"unknown table {table!r}: choose one of {', '.join(builders)}")
+    cells = builders[table]()
+    out = []
+    for seed in seeds:
+        for cell in cells:
+            if cell.baseline and seed != seeds[0]:
+                continue
+            out.append(
+                Cell(
+                    cell.table,
+                    cell.row,
+                    cell.loss,
+                    cell.source,
+                    cell.loss_options,
+                    seed,
+                    cell.baseline,
+                )  # fmt: skip
+            )
+    return out

@@ -1,0 +1,59 @@
+"""Experiment settings: a YAML file (``configs/experiment-<scale>.yaml``) read into a dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfr.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+
+
+@dataclass
+class ExperimentConfig:
+    """Where the data lives, how it is split, and the recognizer settings every cell shares."""
+
+    data_dir: str = "runs/data"  # aligned and masked datasets, shared by all experiments
+    lfw: str = "lfw/images"  # relative to MFR_DATA unless absolute
+    celeba: str | None = "celeba"  # extra training identities; None or missing: not used
+    mfr2: str = "mfr2-dev"
+    exclude: str = "lfw/exclude-mfr2-overlap.txt"
+    lfw_limit: int = 0  # > 0: only this many LFW identities (those with most images first)
+    lfw_max_per_identity: int = 0  # > 0: at most this many images of each LFW identity
+    heldout_identities: int = 100  # LFW identities kept out for the synthetic-mask test
+    masked_source: str = "template"  # generated masks of Table 1 and Table 4
+    gan_checkpoints: dict[str, str] = field(default_factory=dict)  # source -> IAMGAN checkpoint
+    seeds: list[int] = field(default_factory=lambda: [0])
+    second_seed_tables: list[str] = field(default_factory=list)
+    size: int = 112  # alignment size; training resizes to train.input_size
+    workers: int = 2
+    train: dict[str, Any] = field(default_factory=dict)  # recognizer config overrides
+
+
+def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> ExperimentConfig:
+    """Read ``path`` (default ``configs/experiment-<scale>.yaml``); unknown keys are an error."""
+    import yaml
+
+    path = Path(path) if path is not None else CONFIG_DIR / f"experiment-{scale}.yaml"
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: experiment config not found") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: an experiment config must be a mapping")
+    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    try:
+        config = ExperimentConfig(**values)
+    except TypeError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    if not isinstance(config.train, dict):
+        raise ConfigError(f"{path}: option 'train' must be a mapping of recognizer options")
+    return config

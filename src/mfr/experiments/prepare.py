@@ -1,0 +1,180 @@
+"""Datasets an experiment needs, made once and cached under ``data_dir``.
+
+- ``lfw-<size>``, ``celeba-<size>``, ``mfr2-dev-<size>``: aligned faces (``mfr align``);
+- ``<name>-<size>-<method>``: masked twins (``mfr mask``, or ``mfr gan generate`` for GANs);
+- ``splits/``: the held-out LFW identities (synthetic-mask test) and the training exclude list.
+
+A finished step leaves a ``.mfr-complete`` marker so later runs skip it; an interrupted one is
+resumed by the command itself.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+from mfr.errors import MfrError
+from mfr.experiments.cells import AD_HOC
+from mfr.experiments.config import ExperimentConfig
+from mfr.io import atomic_write
+from mfr.paths import data_root
+
+MARKER = ".mfr-complete"
+
+
+def _run_cli(args: list[str]) -> None:
+    from mfr.cli import main
+
+    code = main([str(a) for a in args])
+    if code:
+        raise MfrError(f"`mfr {' '.join(map(str, args))}` failed with status {code}")
+
+
+def _stable_order(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()
+
+
+class Prepared:
+    """Resolves and, when missing, builds the datasets of one experiment configuration."""
+
+    def __init__(self, config: ExperimentConfig, log: Callable[[str], None] = print):
+        self.config = config
+        self.log = log
+        self.root = Path(config.data_dir)
+        self.source_root = data_root()
+
+    def _shared(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.source_root / path
+
+    # -- aligned faces ----------------------------------------------------------------------
+    def _lfw_source(self) -> Path:
+        """The LFW images, or a manifest of its ``lfw_limit`` largest identities."""
+        images = self._shared(self.config.lfw)
+        limit, cap = self.config.lfw_limit, self.config.lfw_max_per_identity
+        if limit <= 0 and cap <= 0:
+            return images
+        if not images.is_dir():
+            raise MfrError(f"{images}: LFW images not found (set MFR_DATA)")
+        folders = sorted(
+            (p for p in images.iterdir() if p.is_dir()),
+            key=lambda p: (-sum(1 for _ in p.iterdir()), p.name),
+        )
+        folders = folders[:limit] if limit > 0 else folders
+        manifest = self.root / "splits" / f"{self.lfw_name()}.csv"
+        with atomic_write(manifest, "w") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "identity", "domain"])
+            for folder in sorted(folders):
+                files = sorted(folder.iterdir())
+                for image in files[:cap] if cap > 0 else files:
+                    writer.writerow([str(image.resolve()), folder.name, 0])
+        return manifest
+
+    def lfw_name(self) -> str:
+        """Folder name of the aligned LFW (subset) at the configured size."""
+        limit, cap = self.config.lfw_limit, self.config.lfw_max_per_identity
+        suffix = (f"-top{limit}" if limit > 0 else "") + (f"-max{cap}" if cap > 0 else "")
+        return f"lfw{suffix}-{self.config.size}"
+
+    def aligned(self, dataset: str) -> Path:
+        """Aligned copy of ``lfw``, ``celeba`` or ``mfr2`` (built when missing)."""
+        if dataset == "lfw":
+            name, source = self.lfw_name(), None
+        else:
+            relative = {"celeba": self.config.celeba, "mfr2": self.config.mfr2}[dataset]
+            if relative is None:
+                raise MfrError(f"dataset {dataset!r} is switched off in the experiment config")
+            name, source = f"{Path(relative).name}-{self.config.size}", self._shared(relative)
+        target = self.root / name
+        if not (target / MARKER).is_file():
+            source = self._lfw_source() if source is None else source
+            self.log(f"aligning {source} -> {target}")
+            args = ["align", source, target, "--size", self.config.size]
+            _run_cli([*args, "--workers", self.config.workers, "--quiet"])
+            (target / MARKER).touch()
+        return target
+
+    def has_celeba(self) -> bool:
+        return self.config.celeba is not None and self._shared(self.config.celeba).is_dir()
+
+    # -- masked twins -----------------------------------------------------------------------
+    def masked(self, dataset: str, source: str, seed: int = 0) -> Path | None:
+        """``dataset`` with masked twins from ``source``; None when a GAN has no checkpoint."""
+        aligned = self.aligned(dataset)
+        target = aligned.with_name(f"{aligned.name}-{source}")
+        if (target / MARKER).is_file():
+            return target
+        if source in AD_HOC:
+            self.log(f"masking {aligned} with {source} -> {target}")
+            args = ["mask", aligned, target, "--method", source, "--seed", seed]
+            _run_cli([*args, "--workers", self.config.workers])
+        else:
+            checkpoint = self.config.gan_checkpoints.get(source)
+            if not checkpoint or not Path(checkpoint).is_file():
+                return None
+            self.log(f"generating {source} masks on {aligned} -> {target}")
+            _run_cli(["gan", "generate", "--model", checkpoint, aligned, target])
+        (target / MARKER).touch()
+        return target
+
+    def training_sources(self, source: str | None) -> list[Path] | None:
+        """Training folders for a cell: LFW (+ CelebA), masked by ``source`` when given."""
+        datasets = ["lfw"] + (["celeba"] if self.has_celeba() else [])
+        if source is None:
+            return [self.aligned(name) for name in datasets]
+        folders = [self.masked(name, source) for name in datasets]
+        return None if any(f is None for f in folders) else folders
+
+    # -- splits -----------------------------------------------------------------------------
+    def _lfw_identities(self) -> dict[str, list[str]]:
+        from mfr.data.dataset import load_index
+
+        index = load_index(self.aligned("lfw"))
+        images: dict[str, list[str]] = {}
+        for path, identity, domain in zip(index.paths, index.identities, index.domains):
+            if int(domain) == 0:
+                images.setdefault(identity, []).append(Path(path).name)
+        return {name: sorted(files) for name, files in images.items()}
+
+    def heldout(self) -> list[str]:
+        """LFW identities with >= 3 aligned images, chosen by a stable hash, never trained on."""
+        excluded = self.mfr2_overlap()
+        candidates = [
+            name
+            for name, files in self._lfw_identities().items()
+            if len(files) >= 3 and name not in excluded
+        ]
+        return sorted(sorted(candidates, key=_stable_order)[: self.config.heldout_identities])
+
+    def mfr2_overlap(self) -> set[str]:
+        path = self._shared(self.config.exclude)
+        if not path.is_file():
+            return set()
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+
+    def train_exclude_file(self) -> Path:
+        """MFR2-overlap identities plus the held-out ones: what no cell may train on."""
+        names = sorted(self.mfr2_overlap() | set(self.heldout()))
+        target = self.root / "splits" / f"{self.lfw_name()}-train-exclude.txt"
+        with atomic_write(target, "w") as handle:
+            handle.write("".join(f"{name}\n" for name in names))
+        return target
+
+    def synthetic_test(self, method: str) -> Path:
+        """Manifest of held-out identities: masked twins of even images as probes, odd full."""
+        masked = self.masked("lfw", method)
+        identities = self._lfw_identities()
+        target = self.root / "splits" / f"{self.lfw_name()}-heldout-{method}.csv"
+        with atomic_write(target, "w") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "identity", "domain"])
+            for name in self.heldout():
+                for position, file in enumerate(identities[name]):
+                    if position % 2 == 0:
+                        writer.writerow([str((masked / name / "masked" / file).resolve()), name, 1])
+                    else:
+                        writer.writerow([str((masked / name / file).resolve()), name, 0])
+        return target

@@ -1,0 +1,114 @@
+"""Run a table cell by cell: train, embed, evaluate on mfr2-dev and on a synthetic-mask test.
+
+Every cell lives in ``OUT/<table>/<cell key>/``: the training run (``train/``, resumed from its
+checkpoint when interrupted), the embeddings and evaluation JSON of each test, and
+``result.json`` — written last, so a cell with a ``result.json`` is finished and never re-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mfr.experiments.cells import Cell, table_cells
+from mfr.experiments.config import ExperimentConfig
+from mfr.experiments.prepare import Prepared, _run_cli
+from mfr.io import atomic_write
+
+METRICS = ("accuracy", "rank1", "rank5", "rank10", "mAP")
+
+
+def _evaluate(embeddings: Path, json_out: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    from mfr.commands.eval import run_eval
+
+    return run_eval(embeddings, json_out=json_out, log=log)
+
+
+def _embed_and_eval(model: str, dataset: Path, out: Path, name: str, log) -> dict[str, Any]:
+    embeddings = out / f"{name}.npz"
+    if not embeddings.is_file():
+        _run_cli(["embed", dataset, "--model", model, "--out", embeddings])
+    report = _evaluate(embeddings, out / f"{name}.json", log)
+    return {key: report.get(key) for key in (*METRICS, "accuracy_std", "num_probes",
+            "num_gallery", "num_pairs", "skipped_probes", "cmc_top20")}  # fmt: skip
+
+
+def train_config_for(cell: Cell, config: ExperimentConfig, prepared: Prepared):
+    """The recognizer config of a cell, or None when its data source is not available."""
+    from mfr.train.config import config_from_dict
+
+    folders = prepared.training_sources(cell.source)
+    if folders is None:
+        return None
+    values = dict(config.train)
+    values.update(
+        loss=cell.loss,
+        loss_options={**values.get("loss_options", {}), **cell.loss_options},
+        seed=cell.seed,
+        data=[str(f) for f in folders],
+        exclude=[str(prepared.train_exclude_file())],
+        domains="full" if cell.source is None else "both",
+    )
+    return config_from_dict(values, f"cell {cell.table}/{cell.row}")
+
+
+def run_cell(cell: Cell, config: ExperimentConfig, prepared: Prepared, out: Path, log=print):
+    """Run one cell (or return its stored result); returns the result dict."""
+    done = out / "result.json"
+    if done.is_file():
+        log(f"[{cell.table}] {cell.row} (seed {cell.seed}): done, skipping")
+        return json.loads(done.read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "table": cell.table, "row": cell.row, "loss": cell.loss, "source": cell.source,
+        "seed": cell.seed, "loss_options": cell.loss_options,
+    }  # fmt: skip
+    started = time.perf_counter()
+    synthetic = prepared.synthetic_test(cell.synthetic_test_method)
+    if cell.baseline == "dlib":
+        model = "dlib"
+        mfr2 = prepared._shared(config.mfr2)  # dlib aligns the raw crops itself
+    else:
+        from mfr.train.recognizer import train
+
+        train_config = train_config_for(cell, config, prepared)
+        if train_config is None:
+            log(f"[{cell.table}] {cell.row}: skipped, no checkpoint for source {cell.source!r}")
+            return {**result, "status": "skipped",
+                    "reason": f"no generator checkpoint for {cell.source}"}  # fmt: skip
+        run = out / "train"
+        final = run / "final.pt"
+        if not final.is_file():
+            log(
+                f"[{cell.table}] {cell.row} (seed {cell.seed}): training {train_config.steps} steps"
+            )
+            train(train_config, run, resume=(run / "last.pt").is_file(), log=log)
+        model = str(final)
+        mfr2 = prepared.aligned("mfr2")
+        result["train_seconds"] = round(time.perf_counter() - started, 1)
+    result["mfr2"] = _embed_and_eval(model, mfr2, out, "mfr2", log)
+    result["synthetic"] = _embed_and_eval(model, synthetic, out, "synthetic", log)
+    result["synthetic"]["method"] = cell.synthetic_test_method
+    result["status"] = "done"
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    with atomic_write(done, "w") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
+def run_table(table: str, config: ExperimentConfig, out_dir: Path, log=print) -> list[dict]:
+    """Run (or resume) every cell of ``table``; writes its CSV, markdown and CMC plot."""
+    from mfr.experiments.tables import write_table
+
+    seeds = list(config.seeds)
+    if table in config.second_seed_tables and len(seeds) == 1:
+        seeds.append(seeds[0] + 1)
+    prepared = Prepared(config, log)
+    results = []
+    for cell in table_cells(table, config.masked_source, tuple(seeds)):
+        results.append(run_cell(cell, config, prepared, out_dir / table / cell.key, log))
+        write_table(table, results, out_dir / table)
+    return results

@@ -1,0 +1,81 @@
+"""A table's results as CSV, markdown (the paper's columns) and a CMC plot on mfr2-dev."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from mfr.io import atomic_write
+
+COLUMNS = [("Acc", "accuracy"), ("Rank-1", "rank1"), ("Rank-5", "rank5"),
+           ("Rank-10", "rank10"), ("mAP", "mAP")]  # fmt: skip
+TESTS = [("mfr2", "mfr2-dev (real masks)"), ("synthetic", "held-out LFW (synthetic masks)")]
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.1f}"
+
+
+def markdown_table(results: list[dict]) -> str:
+    """Rows = cells; columns = the paper's metrics on each test set."""
+    header = ["Method", "seed"]
+    for _, title in TESTS:
+        header += [f"{name} ({title.split(' ')[0]})" for name, _ in COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for result in results:
+        cells = [result["row"], str(result.get("seed", 0))]
+        for test, _ in TESTS:
+            metrics = result.get(test) or {}
+            cells += [_fmt(metrics.get(key)) for _, key in COLUMNS]
+        if result.get("status") == "skipped":
+            cells[0] += f" (skipped: {result.get('reason')})"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(table: str, results: list[dict], out_dir: Path) -> None:
+    """Write ``<table>.csv``, ``<table>.md`` and ``<table>-cmc.png`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["table", "row", "loss", "source", "seed", "status"]
+                    + [f"{test}_{key}" for test, _ in TESTS for _, key in COLUMNS])  # fmt: skip
+    for r in results:
+        row = [table, r["row"], r.get("loss"), r.get("source"), r.get("seed"), r.get("status")]
+        for test, _ in TESTS:
+            metrics = r.get(test) or {}
+            row += [metrics.get(key) for _, key in COLUMNS]
+        writer.writerow(row)
+    with atomic_write(out_dir / f"{table}.csv", "w") as handle:
+        handle.write(buffer.getvalue())
+    with atomic_write(out_dir / f"{table}.md", "w") as handle:
+        handle.write(f"## {table}\n\n" + markdown_table(results))
+    curves = {
+        f"{r['row']} (s{r.get('seed', 0)})": r["mfr2"]["cmc_top20"]
+        for r in results
+        if (r.get("mfr2") or {}).get("cmc_top20")
+    }
+    if curves:
+        plot_cmc_curves(curves, out_dir / f"{table}-cmc.png", f"{table}: CMC on mfr2-dev")
+
+
+def plot_cmc_curves(curves: dict[str, list[float]], path: Path, title: str) -> None:
+    """Several CMC curves (percent per rank) in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
+    for label, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png")
+    plt.close(fig)

@@ -1,0 +1,65 @@
+"""The tables' cells follow the paper's Tables 1-4; configs reject unknown keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from mfr.errors import ConfigError, MfrError
+from mfr.experiments.cells import table_cells
+from mfr.experiments.config import load_experiment_config
+from mfr.experiments.tables import markdown_table
+
+
+def test_table1_has_six_full_face_losses_seven_with_masks_and_the_dlib_row():
+    cells = table_cells("table1", "iamgan")
+    assert cells[0].baseline == "dlib"
+    full = [c for c in cells if c.source is None and not c.baseline]
+    masked = [c for c in cells if c.source == "iamgan"]
+    assert [c.loss for c in full] == ["softmax", "triplet", "center", "sphereface", "cosface",
+                                      "arcface"]  # fmt: skip
+    assert [c.loss for c in masked][-1] == "dcr" and len(masked) == 7
+    assert masked[-1].row == "DCR+IAMGAN"
+
+
+def test_table2_compares_sources_with_softmax_and_table4_ablates_dcr_terms():
+    sources = [c.source for c in table_cells("table2")]
+    assert sources == ["cyclegan", "erase", "hull", "template", "iamgan"]
+    assert {c.loss for c in table_cells("table2")} == {"softmax"}
+    options = [c.loss_options for c in table_cells("table4")]
+    assert options == [{"use_cross": False}, {"use_single": False}, {}]
+
+
+def test_second_seed_repeats_cells_but_not_the_baseline():
+    cells = table_cells("table1", "template", seeds=(0, 1))
+    assert sum(c.baseline == "dlib" for c in cells) == 1
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_synthetic_test_never_uses_the_training_mask_method():
+    for cell in table_cells("table2"):
+        assert cell.synthetic_test_method != cell.source
+
+
+def test_unknown_table_is_a_clear_error():
+    with pytest.raises(MfrError, match="unknown table"):
+        table_cells("table9")
+
+
+def test_markdown_table_has_the_paper_columns_for_both_tests():
+    rows = [{"row": "Softmax", "seed": 0, "mfr2": {"rank1": 50.0, "accuracy": 70.0},
+             "synthetic": {"mAP": 12.345}}]  # fmt: skip
+    text = markdown_table(rows)
+    assert "Acc (mfr2-dev)" in text and "mAP (held-out)" in text
+    assert "| Softmax | 0 | 70.0 | 50.0 |" in text and "12.3" in text
+
+
+def test_experiment_config_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("heldout_identities: 5\nbogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        load_experiment_config(path)
+
+
+def test_shipped_experiment_configs_load():
+    for scale in ("cpu", "paper"):
+        assert load_experiment_config(None, scale).train["backbone"].startswith("resnet")
