@@ -73,9 +73,16 @@ def _photos(items: list[Path]) -> list[Path]:
 
 
 def _embed(recognizer, paths: list[Path], aligned: bool | None):
-    """Embed with a progress bar on stderr; each skip is logged, then the count."""
+    """Embed with a progress bar on stderr; each skip is logged, then the count. A single
+    photo is not a batch: its problem is raised as the command's error."""
     from rich.console import Console
     from rich.progress import Progress
+
+    if len(paths) == 1:
+        result = recognizer.embed_many(paths, aligned=aligned, skip_errors=False)
+        for note in result.notes:
+            _err(f"note: {note}")
+        return result
 
     with Progress(console=Console(stderr=True), transient=True) as progress:
         task = progress.add_task("embedding", total=len(paths))
@@ -133,8 +140,6 @@ def register(app: typer.Typer) -> None:
         if not sources:
             typer.echo(f"nothing new to enrol into {gallery}")
             return
-        if len(sources) == 1:  # one photo: its problem is the error
-            recognizer.embed([sources[0][1]], aligned=aligned)
         result = _embed(recognizer, [p for _, p in sources], aligned)
         if not result.kept:
             raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
@@ -169,14 +174,12 @@ def register(app: typer.Typer) -> None:
         from mfr.errors import MfrError
         from mfr.gallery.search import GallerySearch
 
-        recognizer, store = _model_for(gallery, model)
-        if store is None:
+        if not gallery.exists():
             raise MfrError(f"{gallery}: no such gallery (create it with `mfr enroll`)")
+        recognizer, store = _model_for(gallery, model)
         paths = _photos(photos)
         if not paths:
             raise MfrError("no photos to identify")
-        if len(paths) == 1:
-            recognizer.embed(paths, aligned=aligned)  # one photo: its problem is the error
         result = _embed(recognizer, paths, aligned)
         search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
         ranked = search.search(result.embeddings, k)
