@@ -158,3 +158,20 @@ def test_calibrate_stores_a_threshold_the_model_then_loads(tmp_path, rng, capsys
     # a sidecar calibrated for other weights is ignored
     tiny_onnx(model, seed=4)
     assert FaceRecognizer.load(model).threshold is None
+
+
+def test_calibrating_a_checkpoint_stores_its_threshold_key_and_keeps_its_fingerprint(tmp_path):
+    import torch
+    from gallery_helpers import tiny_model
+
+    from mfr.gallery.fingerprint import checkpoint_fingerprint
+    from mfr.gallery.threshold import store_threshold
+
+    ckpt = tmp_path / "m.pt"
+    torch.save({"format": "mfr-recognizer", "model": tiny_model(1).state_dict()}, ckpt)
+    before = checkpoint_fingerprint(ckpt)
+    assert store_threshold(str(ckpt), before, {"threshold": 0.25}) == ckpt
+    assert torch.load(ckpt, weights_only=True)["threshold"] == 0.25
+    assert checkpoint_fingerprint(ckpt) == before
+    torch.save({"format": "mfr-recognizer", "model": tiny_model(2).state_dict()}, ckpt)
+    assert checkpoint_fingerprint(ckpt) != before
