@@ -1,0 +1,101 @@
+"""The evaluation report: one JSON-ready dict (percentages 0-100) and a rich table."""
+
+from __future__ import annotations
+
+import math
+
+from mfr.eval.retrieval import RetrievalResult
+from mfr.eval.verification import VerificationResult
+
+CONTRACT_KEYS = (
+    "rank1",
+    "rank5",
+    "rank10",
+    "mAP",
+    "accuracy",
+    "accuracy_std",
+    "num_probes",
+    "num_gallery",
+    "num_pairs",
+    "skipped_probes",
+)
+
+
+def _percent(value: float | None) -> float | None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return round(100.0 * float(value), 4)
+
+
+def build_report(
+    retrieval: RetrievalResult | None,
+    verification: VerificationResult | None,
+    num_probes: int,
+    num_gallery: int,
+    extra: dict | None = None,
+) -> dict:
+    """The result object: contract keys first (None where a part could not be computed)."""
+    r, v = retrieval, verification
+    report = {
+        "rank1": _percent(r.rank(1)) if r else None,
+        "rank5": _percent(r.rank(5)) if r else None,
+        "rank10": _percent(r.rank(10)) if r else None,
+        "mAP": _percent(r.mean_average_precision) if r else None,
+        "accuracy": _percent(v.accuracy) if v else None,
+        "accuracy_std": _percent(v.accuracy_std) if v else None,
+        "num_probes": r.num_probes if r else num_probes,
+        "num_gallery": num_gallery,
+        "num_pairs": v.num_pairs if v else 0,
+        "skipped_probes": r.skipped_probes if r else 0,
+        "tar_at_far_1e-2": _percent(v.tar_at_far[1e-2]) if v else None,
+        "tar_at_far_1e-3": _percent(v.tar_at_far[1e-3]) if v else None,
+        "roc_auc": _percent(v.roc_auc) if v else None,
+        "fold_accuracies": [_percent(a) for a in v.fold_accuracies] if v else [],
+        "fold_thresholds": [round(float(t), 6) for t in v.fold_thresholds] if v else [],
+        "num_matched_pairs": v.num_matched if v else 0,
+        "num_unmatched_pairs": v.num_unmatched if v else 0,
+        "cmc_top20": [_percent(x) for x in r.cmc[:20]] if r else [],
+    }
+    report.update(extra or {})
+    return report
+
+
+def render_table(report: dict, title: str = "mfr eval"):
+    """A rich Table of the headline figures."""
+    from rich.table import Table
+
+    def fmt(key: str, unit: str = "%") -> str:
+        value = report.get(key)
+        if value is None:
+            return "n/a"
+        return f"{value:.2f}{unit}" if isinstance(value, float) else str(value)
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("Rank-1", fmt("rank1")),
+        ("Rank-5", fmt("rank5")),
+        ("Rank-10", fmt("rank10")),
+        ("mAP", fmt("mAP")),
+        (
+            "Verification accuracy",
+            "n/a"
+            if report.get("accuracy") is None
+            else f"{report['accuracy']:.2f}% ± {report['accuracy_std']:.2f}",
+        ),
+        ("TAR@FAR=1e-2", fmt("tar_at_far_1e-2")),
+        ("TAR@FAR=1e-3", fmt("tar_at_far_1e-3")),
+        ("ROC AUC", fmt("roc_auc")),
+        ("probes (masked) evaluated", fmt("num_probes")),
+        ("probes skipped (no gallery identity)", fmt("skipped_probes")),
+        ("gallery (full face)", fmt("num_gallery")),
+        (
+            "pairs (matched / unmatched)",
+            f"{report['num_pairs']} "
+            f"({report.get('num_matched_pairs', 0)} / {report.get('num_unmatched_pairs', 0)})",
+        ),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
