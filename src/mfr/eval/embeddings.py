@@ -99,6 +99,8 @@ def load_embeddings(path: str | Path) -> Embeddings:
     path = Path(path)
     if not path.is_file():
         raise MfrError(f"{path}: embeddings file not found")
+    if not zipfile.is_zipfile(path):
+        raise MfrError(f"{path}: not a .npz file (an embeddings file is a NumPy .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in REQUIRED_KEYS if key not in data.files]
