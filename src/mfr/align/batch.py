@@ -226,6 +226,20 @@ def read_rgb(path: Path) -> np.ndarray:
         raise BadImageError(f"{path}: cannot decode image ({error})") from error
 
 
+def _write_replace(path: Path, data: bytes) -> None:
+    """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
+    image, and a power loss at worst loses images whose progress was not yet recorded (part
+    files are fsynced, and a recorded image that is missing is redone)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def _process(item: Item):
     """Align one item and write its image; returns (item, status, landmarks|reason, faces)."""
     import cv2
@@ -247,8 +261,7 @@ def _process(item: Item):
     ok, encoded = cv2.imencode(OUTPUT_EXTENSION, cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
     if not ok:
         return item, "unreadable", f"{item.source}: cannot encode the aligned image", 0
-    with atomic_write(_options["dst"] / item.output, "wb") as handle:
-        handle.write(encoded.tobytes())
+    _write_replace(_options["dst"] / item.output, encoded.tobytes())
     status = "fallback" if face.used_fallback else "aligned"
     return item, status, face.landmarks68, face.num_faces
 
