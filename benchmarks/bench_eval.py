@@ -30,8 +30,8 @@ def make_data(num_probes, num_gallery, dim, num_identities, seed=0):
     ]
     probe_ids = rng.integers(0, num_identities, num_probes)
     noise = 1.0 / np.sqrt(dim)
-    gallery = centres[gallery_ids] + 1.5 * noise * rng.standard_normal((num_gallery, dim))
-    probes = centres[probe_ids] + 3.0 * noise * rng.standard_normal((num_probes, dim))
+    gallery = centres[gallery_ids] + 2.0 * noise * rng.standard_normal((num_gallery, dim))
+    probes = centres[probe_ids] + 4.5 * noise * rng.standard_normal((num_probes, dim))
     return (
         probes.astype(np.float32),
         probe_ids.astype(str),
