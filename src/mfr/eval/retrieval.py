@@ -19,6 +19,8 @@ import numpy as np
 from mfr.errors import MfrError
 from mfr.eval.embeddings import FULL, MASKED, Embeddings, l2_normalise
 
+_MAX_BLOCK_ELEMENTS = 1 << 26
+
 
 @dataclass(frozen=True)
 class RetrievalResult:
@@ -128,6 +130,8 @@ def retrieval_metrics(
     if similarity is None:
         probes = l2_normalise(probe_embeddings)
         gallery_t = np.ascontiguousarray(l2_normalise(gallery_embeddings).T)
+    # bound the (chunk x gallery) similarity block and its sorted copy to ~2 x 256 MB
+    chunk_size = max(1, min(chunk_size, _MAX_BLOCK_ELEMENTS // num_gallery))
     ranks = np.empty(len(match_probe), dtype=np.int64)
     match_starts = np.r_[0, np.cumsum(counts)]
     for begin in range(0, num_probes, chunk_size):
