@@ -77,3 +77,52 @@ def test_export_command_uses_the_checkpoint_loader(tmp_path, monkeypatch, capsys
     from mfr.gallery.fingerprint import checkpoint_fingerprint, onnx_fingerprint
 
     assert onnx_fingerprint(out) == checkpoint_fingerprint(ckpt)
+
+
+@pytest.fixture
+def resnet_tiny_checkpoint(tmp_path):
+    pytest.importorskip("mfr.nets.backbones")
+    from mfr.nets.backbones import build_backbone
+    from mfr.train.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = build_backbone("resnet_tiny", embedding_dim=32, input_size=64)
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(
+        path, model=model.state_dict(), backbone="resnet_tiny", embedding_dim=32, input_size=64
+    )
+    return path
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_exported_checkpoint_matches_the_checkpoint_embedder(
+    tmp_path, rng, capsys, resnet_tiny_checkpoint, batch
+):
+    from mfr.embedders.checkpoint import CheckpointEmbedder
+
+    out = tmp_path / "tiny.onnx"
+    assert run_mfr(capsys, "export", resnet_tiny_checkpoint, "--onnx", out)[0] == 0
+    images = [face_like(rng, i, size=64) for i in range(batch)]
+    onnx_out = OnnxEmbedder(out).embed(images)
+    onnx_out /= np.linalg.norm(onnx_out, axis=1, keepdims=True)
+    np.testing.assert_allclose(
+        onnx_out, CheckpointEmbedder(resnet_tiny_checkpoint).embed(images), atol=1e-4
+    )
+
+
+def test_a_gallery_enrolled_with_a_checkpoint_opens_with_its_export(
+    tmp_path, rng, capsys, resnet_tiny_checkpoint
+):
+    from mfr.api import FaceRecognizer
+    from mfr.gallery.store import Gallery
+
+    out = tmp_path / "tiny.onnx"
+    assert run_mfr(capsys, "export", resnet_tiny_checkpoint, "--onnx", out)[0] == 0
+    torch_rec, onnx_rec = FaceRecognizer.load(resnet_tiny_checkpoint), FaceRecognizer.load(out)
+    gallery = Gallery.empty(torch_rec.model)
+    gallery.add("a", torch_rec.embed([face_like(rng, 0)], aligned=True), ["a.png"])
+    gallery.check_model(onnx_rec.model)  # same weights: accepted
+    probe = face_like(rng, 0)
+    assert onnx_rec.identify([probe], gallery, k=1)[0][0].score == pytest.approx(
+        torch_rec.identify([probe], gallery, k=1)[0][0].score, abs=1e-4
+    )
