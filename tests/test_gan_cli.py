@@ -99,3 +99,12 @@ def test_gan_train_resume_with_changed_network_is_refused(gan_run, capsys):
 def test_gan_train_rejects_unknown_variant(capsys):
     assert run_cli(["gan", "train", "--set", "variant=bogus"]) == 2
     assert "variant must be one of" in capsys.readouterr().err
+
+
+def test_gan_train_names_a_missing_full_face_folder(tmp_path, capsys):
+    seg = tmp_path / "seg.pt"
+    save_segmenter(MaskSegmenter(size=16, base=4, depth=2), seg)
+    sets = [*TINY, f"segmenter={seg}", f"f_root={tmp_path / 'nowhere'}"]
+    assert run_cli(["gan", "train"] + [a for s in sets for a in ("--set", s)]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere: dataset folder not found" in err and "Traceback" not in err

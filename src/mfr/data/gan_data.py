@@ -142,6 +142,10 @@ class FullFaceSet:
 def list_identity_images(root: Path) -> dict[str, list[Path]]:
     """``ROOT/<identity>/<image>`` full faces (``masked/`` and ``_``/``.`` names are skipped)."""
     root = Path(root)
+    if not root.is_dir():
+        from mfr.errors import MfrError
+
+        raise MfrError(f"{root}: dataset folder not found")
     result: dict[str, list[Path]] = {}
     for identity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         if identity_dir.name.startswith(("_", ".")):
@@ -192,6 +196,10 @@ def load_full_faces(
 
 def load_masked_faces(root: Path, size: int, max_images: int = 0) -> np.ndarray:
     """Domain M: every image under ``root`` (recursively), squashed to a square."""
+    if not Path(root).is_dir():
+        from mfr.errors import MfrError
+
+        raise MfrError(f"{root}: masked-face folder not found")
     files = sorted(p for p in Path(root).rglob("*") if _is_image(p))
     if max_images > 0:
         files = files[:max_images]

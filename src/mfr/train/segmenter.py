@@ -50,10 +50,13 @@ class SegOptions:
 
 
 def resolve_data(path: str) -> Path:
+    """``path`` as given when absolute or present, else relative to the data root."""
     from mfr.paths import data_root
 
     candidate = Path(path).expanduser()
-    return candidate if candidate.is_absolute() else data_root() / candidate
+    if candidate.is_absolute() or candidate.exists():
+        return candidate
+    return data_root() / candidate
 
 
 # --------------------------------------------------------------------------- losses and metrics
