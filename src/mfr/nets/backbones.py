@@ -150,6 +150,7 @@ class FaceResNet(nn.Module):
                 nn.Linear(in_channels, embedding_dim),
                 nn.BatchNorm1d(embedding_dim),
             )
+        self.head_name = head
         self.embedding_dim = embedding_dim
         self.input_size = input_size
         self._init_weights()

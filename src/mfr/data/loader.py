@@ -1,0 +1,98 @@
+"""Torch datasets and loaders over image files: decode, resize to the network size, flip.
+
+Training batches come from :class:`~mfr.data.sampler.PKSampler`, whose items are
+``(index, flip)``; the flip is decided there so augmentation is the same whatever the number
+of workers. Each sample is ``(image float32 3 x S x S in [-1, 1], label, domain)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize an RGB uint8 image to ``size`` x ``size`` (area filter when shrinking)."""
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    import cv2
+
+    shrink = image.shape[0] > size or image.shape[1] > size
+    return cv2.resize(
+        image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    )
+
+
+def to_network_tensor(image: np.ndarray) -> torch.Tensor:
+    """RGB uint8 H x W x 3 -> float32 3 x H x W in [-1, 1] (as ``images_to_tensor``)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+    return tensor.div_(127.5).sub_(1.0)
+
+
+class FaceImageDataset(Dataset):
+    """Image files with labels and domains; ``dataset[i]`` or ``dataset[(i, flip)]``."""
+
+    def __init__(
+        self,
+        paths: Sequence[str | Path],
+        labels: np.ndarray,
+        domains: np.ndarray,
+        size: int,
+    ):
+        self.paths = [str(p) for p in paths]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.domains = np.asarray(domains, dtype=np.uint8)
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int, flip: bool = False) -> np.ndarray:
+        """The resized RGB uint8 image of ``index`` (mirrored when ``flip``)."""
+        from mfr.data.images import read_image
+
+        image = resize_square(read_image(self.paths[index]), self.size)
+        return image[:, ::-1] if flip else image
+
+    def __getitem__(self, item):
+        index, flip = item if isinstance(item, tuple) else (item, False)
+        image = to_network_tensor(self.load(index, flip))
+        return image, int(self.labels[index]), int(self.domains[index])
+
+
+def collate(samples):
+    """Stack ``(image, label, domain)`` samples into ``(images, labels, domains)`` tensors."""
+    images = torch.stack([s[0] for s in samples])
+    labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
+    domains = torch.tensor([s[2] for s in samples], dtype=torch.uint8)
+    return images, labels, domains
+
+
+def make_train_loader(dataset: FaceImageDataset, batch_sampler, workers: int, seed: int):
+    """A DataLoader over ``batch_sampler``; never touches the global torch RNG (for resume)."""
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=False,
+        prefetch_factor=4 if workers else None,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def make_eval_loader(dataset: FaceImageDataset, batch_size: int, workers: int):
+    """An in-order, unflipped DataLoader for embedding a dataset."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -1,0 +1,61 @@
+"""Embeddings from an ``mfr train`` checkpoint (``mfr embed SRC --model run/final.pt``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+class CheckpointEmbedder:
+    """A trained recognizer: aligned RGB uint8 faces -> L2-normalised float32 (N, D).
+
+    Images are resized to the checkpoint's input size; ``flip=True`` adds the embedding of
+    the mirrored image before normalising (flip averaging).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        batch_size: int = 64,
+        flip: bool = False,
+    ):
+        from mfr.train.checkpoint import load_embedding_model
+
+        self.path = Path(path)
+        self.model, self.metadata = load_embedding_model(self.path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.batch_size = int(batch_size)
+        self.flip = flip
+        self.input_size = int(self.metadata["input_size"])
+        self.dim = int(self.metadata["embedding_dim"])
+        self.name = f"{self.path.name} ({self.metadata['backbone']}, {self.metadata['loss']})"
+        self.threshold = self.metadata.get("threshold")
+
+    @torch.no_grad()
+    def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:
+        """Embed aligned faces (``aligned=False`` is not supported: align them first)."""
+        from mfr.data.loader import resize_square
+        from mfr.errors import MfrError
+        from mfr.nets.preprocess import images_to_tensor
+
+        if not aligned:
+            raise MfrError(
+                f"{self.path}: a checkpoint embedder needs aligned faces; run `mfr align` first"
+            )
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [
+                resize_square(im, self.input_size) for im in images[start : start + self.batch_size]
+            ]
+            batch = images_to_tensor(chunk).to(self.device)
+            features = self.model(batch).float()
+            if self.flip:
+                features = features + self.model(batch.flip(3)).float()
+            out.append(torch.nn.functional.normalize(features, dim=1).cpu())
+        return torch.cat(out).numpy().astype(np.float32, copy=False)

@@ -1,0 +1,375 @@
+"""The recognizer training loop behind ``mfr train`` (paper §5.2).
+
+Backbone + loss (by name) trained with Adam on P x K batches; the learning rate is multiplied by
+``lr_gamma`` at the ``lr_milestones`` fractions of ``steps`` (paper: x0.1 at 50 % and 75 %).
+Outputs in the run folder: ``metrics.jsonl`` (one JSON object per log / validation event),
+``last.pt`` (every ``checkpoint_every`` steps and at the end) and ``final.pt``, all written
+atomically by rank 0. ``resume=True`` continues from ``last.pt`` bit-identically on CPU: the
+batches are a pure function of (seed, step) and every RNG state is in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from mfr.errors import CheckpointError, ConfigError, MfrError
+from mfr.train.config import TrainConfig
+
+
+@dataclass
+class TrainingData:
+    """The training set after merging sources, exclusion and the domain filter."""
+
+    paths: list[Path]
+    labels: np.ndarray  # int64, index into classes
+    domains: np.ndarray  # uint8
+    classes: list[str]
+
+
+def read_identity_list(path: str | Path) -> set[str]:
+    """Identities to leave out: one name per line; blank lines and ``#`` comments ignored."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read the exclude list ({error.strerror})") from None
+    return {line.split("#", 1)[0].strip() for line in lines} - {""}
+
+
+def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) -> TrainingData:
+    """Merge ``config.data`` sources by identity name, apply ``exclude`` and ``domains``."""
+    from mfr.data.dataset import load_index
+
+    if not config.data:
+        raise ConfigError("config: option 'data' is empty; give one or more dataset folders")
+    excluded: set[str] = set()
+    for name in config.exclude:
+        excluded |= read_identity_list(name)
+    paths: list[Path] = []
+    identities: list[str] = []
+    domains: list[np.ndarray] = []
+    for source in config.data:
+        index = load_index(source)
+        paths += list(index.paths)
+        identities += list(index.identities)
+        domains.append(np.asarray(index.domains, dtype=np.uint8))
+    domain_array = np.concatenate(domains) if domains else np.zeros(0, np.uint8)
+    keep = np.array([name not in excluded for name in identities], dtype=bool)
+    if config.domains == "full":
+        keep &= domain_array == 0
+    dropped_ids = len(excluded & set(identities))
+    if config.min_images > 1:
+        full_counts: dict[str, int] = {}
+        for name, domain in zip(identities, domain_array):
+            full_counts[name] = full_counts.get(name, 0) + int(domain == 0)
+        keep &= np.array([full_counts[name] >= config.min_images for name in identities])
+    paths = [p for p, k in zip(paths, keep) if k]
+    identities = [i for i, k in zip(identities, keep) if k]
+    domain_array = domain_array[keep]
+    classes = sorted(set(identities))
+    lookup = {name: i for i, name in enumerate(classes)}
+    labels = np.array([lookup[name] for name in identities], dtype=np.int64)
+    sources = ", ".join(config.data)
+    if len(classes) < 2:
+        raise MfrError(
+            f"{sources}: training needs at least 2 identities, found {len(classes)}"
+            + (" after the exclude list" if dropped_ids else "")
+        )
+    log(
+        f"training data: {len(paths)} images ({int((domain_array == 1).sum())} masked) of "
+        f"{len(classes)} identities from {sources}; {dropped_ids} identities excluded"
+    )
+    return TrainingData(paths, labels, domain_array, classes)
+
+
+def _lr_milestones(config: TrainConfig) -> list[int]:
+    return [int(round(m * config.steps)) for m in config.lr_milestones]
+
+
+class _Model(nn.Module):
+    """Backbone + loss as one module, so DDP averages the gradients of both."""
+
+    def __init__(self, backbone: nn.Module, loss: nn.Module, bf16: bool, device_type: str):
+        super().__init__()
+        self.backbone = backbone
+        self.loss = loss
+        self.bf16 = bf16
+        self.device_type = device_type
+
+    def forward(self, images, labels, domains):
+        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            features = self.backbone(images)
+        features = features.float()
+        return self.loss(features, labels, domains), features
+
+
+def train(
+    config: TrainConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    stop_at: int | None = None,
+) -> dict[str, Any]:
+    """Train a recognizer as ``config`` says, writing into ``out_dir``; returns the last metrics.
+
+    ``stop_at`` ends the run early after that many steps (as an interruption would), leaving
+    ``last.pt`` to resume from; used by tests.
+    """
+    from mfr.train import distributed
+
+    info = distributed.setup(config.device)
+    try:
+        return _train(config, Path(out_dir), resume, log if info.is_main else _quiet, stop_at, info)
+    finally:
+        distributed.cleanup(info)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _train(config, out_dir, resume, log, stop_at, info) -> dict[str, Any]:
+    from torch.nn.parallel import DistributedDataParallel
+
+    from mfr.data.loader import FaceImageDataset, make_train_loader
+    from mfr.data.sampler import PKSampler
+    from mfr.losses import build_loss
+    from mfr.nets.backbones import build_backbone
+    from mfr.train import checkpoint as ckpt
+    from mfr.train import distributed
+
+    last_path = out_dir / "last.pt"
+    state = None
+    if resume:
+        if not last_path.is_file():
+            raise CheckpointError(f"{last_path}: nothing to resume (no checkpoint in {out_dir})")
+        state = ckpt.read_checkpoint(last_path)
+        _check_resume_matches(state, config, last_path)
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    data = load_training_data(config, log)
+    loss_fn = build_loss(
+        config.loss, len(data.classes), config.embedding_dim, **config.loss_options
+    )
+    if getattr(loss_fn, "requires_both_domains", False) and not (data.domains == 1).any():
+        raise MfrError(
+            f"{', '.join(config.data)}: loss {config.loss!r} needs masked images "
+            "(<identity>/masked/<image>), but the training data has none"
+            + (" (domains: full drops them)" if config.domains == "full" else "")
+        )
+    backbone = build_backbone(
+        config.backbone, config.embedding_dim, config.input_size, config.head, config.dropout
+    )
+    if state is not None:
+        if state.get("num_classes") != len(data.classes):
+            raise CheckpointError(
+                f"{last_path}: trained on {state.get('num_classes')} identities, "
+                f"but the data now has {len(data.classes)}"
+            )
+        backbone.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss_state"])
+    model = _Model(backbone, loss_fn, config.bf16, info.device.type).to(info.device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(
+        optimizer, milestones=_lr_milestones(config), gamma=config.lr_gamma
+    )
+    start_step = 0
+    if state is not None:
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        ckpt.set_rng_state(state["rng"])
+        start_step = int(state["step"])
+        log(f"resuming from {last_path} at step {start_step}")
+    trained = model
+    if info.distributed:
+        distributed.broadcast_module_state(model, info)
+        trained = DistributedDataParallel(
+            model, device_ids=[info.device.index] if info.device.type == "cuda" else None
+        )
+
+    sampler = PKSampler(
+        data.labels, data.domains, config.p, config.k, seed=config.seed, rank=info.rank,
+        world_size=info.world_size, flip_probability=config.flip, start_step=start_step,
+        num_steps=config.steps,
+    )  # fmt: skip
+    dataset = FaceImageDataset(data.paths, data.labels, data.domains, config.input_size)
+    loader = make_train_loader(dataset, sampler, config.workers, config.seed)
+    metrics_path = out_dir / "metrics.jsonl"
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            metrics_path.write_text("")
+    meta = {"num_classes": len(data.classes), "classes": data.classes}
+
+    def save(path: Path, step: int) -> None:
+        if not info.is_main:
+            return
+        ckpt.save_checkpoint(
+            path,
+            backbone=config.backbone,
+            embedding_dim=config.embedding_dim,
+            input_size=config.input_size,
+            head=backbone.head_name,
+            model=backbone.state_dict(),
+            loss=config.loss,
+            loss_state=loss_fn.state_dict(),
+            optimizer=optimizer.state_dict(),
+            scheduler=scheduler.state_dict(),
+            step=step,
+            config=config.to_dict(),
+            rng=ckpt.rng_state(),
+            **meta,
+        )
+
+    last: dict[str, Any] = {}
+    step = start_step
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+    window_loss = torch.zeros((), device=info.device)
+    window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
+    model.train()
+    tick = time.perf_counter()
+    for images, labels, domains in loader:
+        if step >= end:
+            break
+        data_wait += time.perf_counter() - tick
+        images = images.to(info.device, non_blocking=True)
+        if config.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = labels.to(info.device, non_blocking=True)
+        domains = domains.to(info.device, non_blocking=True)
+        loss, features = trained(images, labels, domains)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        step_lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        step += 1
+        window_loss += loss.detach()
+        window_steps += 1
+        if step % config.log_every == 0 or step == end:
+            if not math.isfinite(float(loss.detach())):
+                raise MfrError(f"training diverged at step {step} (loss {float(loss.detach())})")
+            elapsed = time.perf_counter() - window_start
+            with torch.no_grad():
+                accuracy = (loss_fn.logits(features.detach()).argmax(1) == labels).float().mean()
+            last = {
+                "step": step,
+                "loss": float(window_loss) / window_steps,
+                "train_accuracy": float(accuracy),
+                "lr": step_lr,
+                "images_per_s": window_steps * len(labels) * info.world_size / elapsed,
+                "data_wait_fraction": data_wait / elapsed,
+            }
+            if info.is_main:
+                _append_jsonl(metrics_path, last)
+            log(
+                f"step {step}/{config.steps} loss {last['loss']:.4f} "
+                f"acc {last['train_accuracy']:.3f} lr {last['lr']:.2e} "
+                f"{last['images_per_s']:.1f} img/s"
+            )
+            window_loss.zero_()
+            window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
+        if config.val_data and config.val_every and step % config.val_every == 0:
+            result = validate(backbone, config, info)
+            if info.is_main and result:
+                _append_jsonl(metrics_path, {"step": step, "val": result})
+                log(f"validation at step {step}: {_format_val(result)}")
+            model.train()
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step < end:
+            save(last_path, step)
+        tick = time.perf_counter()
+    save(last_path, step)
+    if step >= config.steps:
+        save(out_dir / "final.pt", step)
+        log(f"done: {step} steps; checkpoints {last_path} and {out_dir / 'final.pt'}")
+    distributed.barrier(info)
+    return last
+
+
+def _check_resume_matches(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    """A resumed run must use the model it was started with."""
+    for key in ("backbone", "embedding_dim", "input_size", "loss"):
+        theirs, ours = state.get(key), getattr(config, key)
+        if theirs != ours:
+            raise CheckpointError(
+                f"{path}: checkpoint has {key} {theirs!r}, but the config asks for {ours!r}; "
+                "use another --out folder or the original config"
+            )
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _format_val(result: dict[str, Any]) -> str:
+    return " ".join(
+        f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float | int) and k != "step"
+    )
+
+
+def validate(backbone: nn.Module, config: TrainConfig, info) -> dict[str, Any]:
+    """Embed ``config.val_data`` with the current backbone and score it with ``mfr.eval``.
+
+    Runs on rank 0 only (other ranks return ``{}``). Returns the eval module's summary
+    (percentages: rank1, mAP, accuracy, ...).
+    """
+    if not info.is_main:
+        return {}
+    from mfr.data.dataset import load_index
+
+    index = load_index(config.val_data)
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        features = embed_files(backbone, index.paths, config.input_size, info.device)
+    finally:
+        backbone.train(was_training)
+    embeddings = {
+        "embeddings": features,
+        "identities": np.asarray(index.identities, dtype=str),
+        "domains": np.asarray(index.domains, dtype=np.uint8),
+        "paths": np.asarray([str(p) for p in index.paths], dtype=str),
+    }
+    return evaluate_embeddings(embeddings)
+
+
+@torch.no_grad()
+def embed_files(
+    model: nn.Module, paths, input_size: int, device, batch_size: int = 128, workers: int = 0
+) -> np.ndarray:
+    """L2-normalised float32 (N, D) embeddings of image files with an eval-mode model."""
+    from mfr.data.loader import FaceImageDataset, make_eval_loader
+
+    n = len(paths)
+    dataset = FaceImageDataset(paths, np.zeros(n, np.int64), np.zeros(n, np.uint8), input_size)
+    chunks = [
+        torch.nn.functional.normalize(model(images.to(device)).float(), dim=1).cpu()
+        for images, _, _ in make_eval_loader(dataset, batch_size, workers)
+    ]
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+
+
+def evaluate_embeddings(embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Score an embeddings dict (the .npz contract) with mfr.eval; {} when eval is missing."""
+    try:
+        from mfr.eval import evaluate  # the eval developer's entry point
+    except ImportError:
+        return {}
+    with contextlib.suppress(MfrError):
+        return dict(evaluate(embeddings))
+    return {}

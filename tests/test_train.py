@@ -1,0 +1,134 @@
+"""`mfr train` end to end on a tiny self-made dataset: outputs, resume, clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from _train_data import make_dataset, tiny_overrides
+
+from mfr.cli import main
+from mfr.errors import CheckpointError, MfrError
+from mfr.train.checkpoint import load_embedding_model, read_checkpoint
+from mfr.train.config import TrainConfig, apply_overrides
+from mfr.train.recognizer import train
+
+
+def _cli(data, out, *extra, **options) -> int:
+    args = ["train", "--out", str(out)]
+    for item in tiny_overrides(data, **options):
+        args += ["--set", item]
+    return run_cli(args + list(extra))
+
+
+def run_cli(args: list[str]) -> int:
+    """``mfr ARGS`` -> exit status (typer exits via SystemExit on success)."""
+    try:
+        return main(args)
+    except SystemExit as done:
+        return int(done.code or 0)
+
+
+def _config(data, **options) -> TrainConfig:
+    return apply_overrides(TrainConfig(), tiny_overrides(data, **options))
+
+
+def test_cli_trains_and_writes_metrics_and_checkpoints(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data")
+    assert _cli(data, tmp_path / "run", loss="dcr") == 0
+    records = [
+        json.loads(line) for line in (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in records] == [2, 4, 6]
+    assert all(r["loss"] > 0 and r["images_per_s"] > 0 for r in records)
+    final = read_checkpoint(tmp_path / "run/final.pt")
+    assert final["format"] == "mfr-recognizer" and final["step"] == 6
+    assert (final["backbone"], final["embedding_dim"], final["input_size"]) == (
+        "resnet_tiny",
+        16,
+        16,
+    )
+    assert final["loss"] == "dcr" and "centers" in str(list(final["loss_state"]))
+    assert final["config"]["steps"] == 6 and final["num_classes"] == 6
+    assert (tmp_path / "run/last.pt").is_file()
+    assert "done: 6 steps" in capsys.readouterr().out
+
+
+def test_learning_rate_drops_tenfold_after_half_and_three_quarters_of_steps(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    train(_config(data, steps=8, log_every=1, checkpoint_every=0), tmp_path / "run", log=print)
+    lrs = [json.loads(x)["lr"] for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-3] * 4 + [1e-4] * 2 + [1e-5] * 2)
+
+
+def test_resume_after_interruption_is_bit_identical(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    config = _config(data, loss="dcr", steps=6, flip=0.5, dropout=0.3)
+    train(config, tmp_path / "straight", log=lambda _: None)
+    train(config, tmp_path / "split", log=lambda _: None, stop_at=3)
+    assert read_checkpoint(tmp_path / "split/last.pt")["step"] == 3
+    assert not (tmp_path / "split/final.pt").exists()
+    train(config, tmp_path / "split", resume=True, log=lambda _: None)
+    a = read_checkpoint(tmp_path / "straight/final.pt")
+    b = read_checkpoint(tmp_path / "split/final.pt")
+    for part in ("model", "loss_state"):
+        assert a[part].keys() == b[part].keys()
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), f"{part}.{key} differs"
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+
+
+def test_cli_refuses_to_overwrite_a_run_without_resume(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    assert _cli(data, tmp_path / "run", steps=2) == 0
+    assert _cli(data, tmp_path / "run", steps=2) == 2
+
+
+def test_resume_with_another_backbone_names_the_checkpoint(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    train(_config(data, steps=2), tmp_path / "run", log=lambda _: None)
+    with pytest.raises(CheckpointError, match=r"last\.pt: checkpoint has backbone 'resnet_tiny'"):
+        train(_config(data, steps=4, backbone="resnet18"), tmp_path / "run", resume=True)
+
+
+def test_one_identity_is_a_clear_error(tmp_path, capsys):
+    data = make_dataset(tmp_path / "data", identities=1)
+    assert _cli(data, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "mfr: error:" in err and "at least 2 identities, found 1" in err
+
+
+def test_dcr_without_masked_images_is_a_clear_error(tmp_path):
+    data = make_dataset(tmp_path / "data", masked=0)
+    with pytest.raises(MfrError, match="loss 'dcr' needs masked images"):
+        train(_config(data, loss="dcr"), tmp_path / "run")
+    with pytest.raises(MfrError, match="domains: full drops them"):
+        train(_config(make_dataset(tmp_path / "d2"), loss="dcr", domains="full"), tmp_path / "r")
+
+
+def test_exclude_list_and_full_domain_filter(tmp_path):
+    data = make_dataset(tmp_path / "data", identities=6)
+    exclude = tmp_path / "exclude.txt"
+    exclude.write_text("# leakage guard\nperson_00\nperson_01  # also\n\n")
+    train(_config(data, exclude=str(exclude), domains="full", steps=2), tmp_path / "run")
+    checkpoint = read_checkpoint(tmp_path / "run/final.pt")
+    assert checkpoint["classes"] == [f"person_{i:02d}" for i in range(2, 6)]
+
+
+def test_softmax_training_learns_the_tiny_identities(tmp_path):
+    data = make_dataset(tmp_path / "data", identities=4, per_identity=6)
+    config = _config(data, p=4, k=4, steps=40, log_every=40, checkpoint_every=0, lr=3e-3)
+    last = train(config, tmp_path / "run", log=lambda _: None)
+    assert last["train_accuracy"] >= 0.75  # chance is 0.25
+
+
+def test_embedding_model_from_checkpoint_embeds_and_matches_training_net(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    train(_config(data, steps=2), tmp_path / "run", log=lambda _: None)
+    model, meta = load_embedding_model(tmp_path / "run/final.pt")
+    assert not model.training
+    assert meta["backbone"] == "resnet_tiny" and meta["input_size"] == 16
+    assert meta["threshold"] is None and meta["config"]["steps"] == 2
+    out = model(torch.zeros(2, 3, 16, 16))
+    assert out.shape == (2, 16)
