@@ -27,7 +27,7 @@ from mfr.masking.template import MaskTemplate
 WIDTH, HEIGHT = 400, 320
 WORK_SCALE = 0.5
 ANCHORS = np.array(
-    [[14, 78], [200, 18], [386, 78], [22, 222], [200, 312], [378, 222]], dtype=np.float64
+    [[14, 78], [200, 18], [386, 78], [22, 222], [200, 298], [378, 222]], dtype=np.float64
 )
 VARIANT_CENTRE = {"front": 0.5, "left": 0.3, "right": 0.7}
 
