@@ -217,14 +217,14 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("photo", "rank", "identity", "score", "same?")
+        table = Table("rank", "identity", "score", "same?")
+        table.add_column("photo", overflow="fold")
         for record in records:
             for match in record["matches"]:
                 same = {None: "", True: "yes", False: "no"}[match["same"]]
                 photo = record["photo"] if match["rank"] == 1 else ""
-                table.add_row(
-                    photo, str(match["rank"]), match["identity"], f"{match['score']:.4f}", same
-                )
+                score = f"{match['score']:.4f}"
+                table.add_row(str(match["rank"]), match["identity"], score, same, photo)
         Console().print(table)
 
     @app.command()
