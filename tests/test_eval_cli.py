@@ -9,8 +9,11 @@ import pytest
 
 from mfr.cli import main
 from mfr.errors import MfrError
-from mfr.eval.embeddings import load_embeddings, save_embeddings
+from mfr.eval.embeddings import l2_normalise, load_embeddings, save_embeddings
+from mfr.eval.pairs import read_pairs
 from mfr.eval.report import CONTRACT_KEYS
+from mfr.eval.retrieval import evaluate_retrieval
+from mfr.eval.verification import pair_similarities, verification_metrics
 
 
 def _run(argv: list[str]) -> int:
@@ -63,6 +66,16 @@ def test_eval_writes_json_with_contract_keys_plots_and_pairs(tmp_path, rng, caps
     pairs_file = tmp_path / "res" / "result.pairs.csv"
     assert report["pairs_file"] == str(pairs_file)
     assert pairs_file.read_text().startswith("a,b,same\n")
+    # the JSON holds the library's figures as percentages
+    emb = load_embeddings(emb_path)
+    retrieval = evaluate_retrieval(emb)
+    pairs = read_pairs(pairs_file, len(emb))
+    sims = pair_similarities(l2_normalise(emb.embeddings), pairs.a, pairs.b)
+    verification = verification_metrics(sims, pairs.same)
+    assert report["rank5"] == 100 * retrieval.rank(5)
+    assert report["mAP"] == 100 * retrieval.mean_average_precision
+    assert report["accuracy"] == 100 * verification.accuracy
+    assert report["accuracy_std"] == 100 * verification.accuracy_std
     stdout = capsys.readouterr().out
     assert "Rank-1" in stdout and "mAP" in stdout
 
@@ -89,6 +102,7 @@ def test_eval_reports_shrunk_pairs_and_skipped_probes(tmp_path, rng, capsys):
     assert _run(["eval", str(emb_path), "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["skipped_probes"] == 2 and report["num_probes"] == 14
+    assert report["num_masked"] == 16
     assert report["pairs_shrunk"] is True and report["matched_pairs_per_fold"] == 4
     err = capsys.readouterr().err
     assert "pairs shrunk to 4 matched + 4 unmatched per fold" in err and "2 of 16" in err

@@ -57,7 +57,7 @@ def run_eval(
             "gallery images (both are needed)"
         )
 
-    extra: dict = {"num_embeddings": len(emb), "embedding_dim": emb.dim}
+    extra: dict = {"num_embeddings": len(emb), "num_masked": num_probes, "embedding_dim": emb.dim}
     extra["num_identities"] = int(len(np.unique(emb.identities)))
     if pairs_path is not None:
         pairs = read_pairs(pairs_path, num_embeddings=len(emb))

@@ -24,7 +24,7 @@ CONTRACT_KEYS = (
 def _percent(value: float | None) -> float | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    return round(100.0 * float(value), 4)
+    return 100.0 * float(value)
 
 
 def build_report(
@@ -51,7 +51,7 @@ def build_report(
         "tar_at_far_1e-3": _percent(v.tar_at_far[1e-3]) if v else None,
         "roc_auc": _percent(v.roc_auc) if v else None,
         "fold_accuracies": [_percent(a) for a in v.fold_accuracies] if v else [],
-        "fold_thresholds": [round(float(t), 6) for t in v.fold_thresholds] if v else [],
+        "fold_thresholds": [float(t) for t in v.fold_thresholds] if v else [],
         "num_matched_pairs": v.num_matched if v else 0,
         "num_unmatched_pairs": v.num_unmatched if v else 0,
         "cmc_top20": [_percent(x) for x in r.cmc[:20]] if r else [],
