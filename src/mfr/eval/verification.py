@@ -159,5 +159,10 @@ def verification_metrics(similarities, same, folds: int = 10) -> VerificationRes
 
 
 def pair_similarities(normalised: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each pair (rows of L2-normalised embeddings), float32."""
-    return np.einsum("ij,ij->i", normalised[a], normalised[b])
+    """Cosine similarity of each pair (rows of L2-normalised embeddings), float32; computed in
+    blocks so that memory stays small for many pairs."""
+    out = np.empty(len(a), dtype=np.float32)
+    for start in range(0, len(a), 8192):
+        block = slice(start, start + 8192)
+        out[block] = np.einsum("ij,ij->i", normalised[a[block]], normalised[b[block]])
+    return out
