@@ -70,6 +70,19 @@ def test_largest_of_two_faces_is_chosen():
     assert face.num_faces == 2
 
 
+def test_central_pick_takes_the_face_nearest_the_centre_not_the_largest():
+    big, small = grace_hopper(220), grace_hopper(120)
+    canvas = np.full((300, 560, 3), 128, np.uint8)
+    canvas[: big.shape[0], : big.shape[1]] = big[:300]
+    canvas[40 : 40 + small.shape[0], 220 : 220 + small.shape[1]] = small
+    largest, central = detect_face(canvas), detect_face(canvas, pick="central")
+    assert largest.num_faces == central.num_faces == 2
+    assert largest.box[2] <= 220 and central.box[0] >= 220
+    assert central.box[2] - central.box[0] < largest.box[2] - largest.box[0]
+    with pytest.raises(ValueError):
+        detect_face(canvas, pick="biggest")
+
+
 def test_non_face_and_tiny_images_give_reasons(rng):
     noise = rng.integers(0, 256, (160, 160, 3), dtype=np.uint8)
     with pytest.raises(FaceNotFound) as error:

@@ -165,5 +165,7 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     assert "missing: no such file or folder" in capsys.readouterr().err
     assert main(["align", str(tmp_path), str(tmp_path / "out"), "--shard", "2/2"]) == 2
     assert "--shard" in capsys.readouterr().err
+    assert main(["align", str(tmp_path), str(tmp_path / "out"), "--pick", "biggest"]) == 2
+    assert "--pick 'biggest'" in capsys.readouterr().err
     assert main(["align", "--merge", str(tmp_path)]) == 2
     assert "nothing to merge" in capsys.readouterr().err

@@ -22,7 +22,7 @@ __all__ = ["AlignedFace", "FaceNotFound", "align_face", "warp_to_template"]
 class AlignedFace:
     """An aligned face: ``image`` (size x size x 3 uint8), ``landmarks68`` (float32, 68 x 2, in
     aligned pixels), the source ``box`` (left, top, right, bottom), whether the tight-crop
-    fallback found it, and how many faces HOG saw (the largest was taken)."""
+    fallback found it, and how many faces HOG saw (one was picked)."""
 
     image: np.ndarray
     landmarks68: np.ndarray
@@ -63,13 +63,16 @@ def warp_to_template(
     return aligned, aligned_landmarks.astype(np.float32)
 
 
-def align_face(image: np.ndarray, size: int = 112, fallback: bool = True) -> AlignedFace:
-    """Align the largest face of an RGB uint8 image to ``size`` x ``size``.
+def align_face(
+    image: np.ndarray, size: int = 112, fallback: bool = True, pick: str = "largest"
+) -> AlignedFace:
+    """Align one face of an RGB uint8 image to ``size`` x ``size`` (of several: the largest, or
+    with ``pick="central"`` the one nearest the image centre).
 
     Raises ``FaceNotFound`` (with ``.reason``: "image too small ...", "no face found ...")."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}")
-    detection = detect_face(image, fallback=fallback)
+    detection = detect_face(image, fallback=fallback, pick=pick)
     aligned, landmarks = warp_to_template(image, detection.landmarks68, size)
     return AlignedFace(
         aligned, landmarks, detection.box, detection.used_fallback, detection.num_faces

@@ -64,7 +64,7 @@ class Summary:
         return (
             f"aligned {self.aligned} / no face {self.no_face} / unreadable {self.unreadable} / "
             f"too small {self.too_small} / fallback used {self.fallback} / "
-            f"multiple faces (took largest) {self.multiple} / already done {self.skipped}; "
+            f"multiple faces {self.multiple} / already done {self.skipped}; "
             f"dataset: {self.total_aligned} aligned, {self.total_failed} failed"
         )
 
@@ -196,7 +196,7 @@ def shard_items(items: list[Item], shard: int, count: int) -> list[Item]:
 _options: dict = {}
 
 
-def _init_worker(size: int, fallback: bool) -> None:
+def _init_worker(options: dict) -> None:
     import cv2
 
     from mfr.align.dlib_models import hog_detector, landmark_predictor
@@ -204,7 +204,7 @@ def _init_worker(size: int, fallback: bool) -> None:
     cv2.setNumThreads(1)
     hog_detector()
     landmark_predictor(68)
-    _options.update(size=size, fallback=fallback)
+    _options.update(options)
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -254,7 +254,7 @@ def _process(item: Item):
     except OSError as error:
         return item, "unreadable", f"{item.source}: {error}", 0
     try:
-        face = align_face(image, _options["size"], _options["fallback"])
+        face = align_face(image, _options["size"], _options["fallback"], _options["pick"])
     except FaceNotFound as error:
         status = "too_small" if error.reason.startswith("image too small") else "no_face"
         return item, status, error.reason, 0
@@ -408,6 +408,7 @@ def align_folder(
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
     fallback: bool = True,
+    pick: str = "largest",
     progress: bool = True,
 ) -> Summary:
     """Align every image of SRC into DST (resumable, sharded, multi-process); see module doc."""
@@ -453,9 +454,8 @@ def align_folder(
             )
             summary.notes.append(f"{item.name}: same output name as {other}")
     counts: Counter = Counter()
-    _options.update(size=size, fallback=fallback, dst=dst)
     try:
-        results = _run(todo, workers, size, fallback, dst)
+        results = _run(todo, workers, dict(size=size, fallback=fallback, pick=pick, dst=dst))
         if progress:
             from tqdm import tqdm
 
@@ -475,21 +475,15 @@ def align_folder(
     return merge_parts(dst, summary)
 
 
-def _run(todo: list[Item], workers: int, size: int, fallback: bool, dst: Path):
+def _run(todo: list[Item], workers: int, options: dict):
     """Yield results of ``_process`` over ``todo`` (in-process for one worker)."""
     if workers <= 1 or len(todo) <= 1:
-        _init_worker(size, fallback)
-        _options["dst"] = dst
+        _init_worker(options)
         for item in todo:
             yield _process(item)
         return
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(workers, initializer=_init_pool, initargs=(size, fallback, str(dst))) as pool:
+    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)
-
-
-def _init_pool(size: int, fallback: bool, dst: str) -> None:
-    _init_worker(size, fallback)
-    _options["dst"] = Path(dst)

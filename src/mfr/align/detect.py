@@ -205,15 +205,27 @@ def fallback_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | s
     return box, landmarks, score
 
 
-def detect_face(image: np.ndarray, fallback: bool = True) -> Detection:
-    """The largest face in an RGB uint8 image with its 68 landmarks; raises ``FaceNotFound``."""
+PICKS = ("largest", "central")
+
+
+def detect_face(image: np.ndarray, fallback: bool = True, pick: str = "largest") -> Detection:
+    """One face of an RGB uint8 image with its 68 landmarks; raises ``FaceNotFound``.
+
+    When HOG finds several, ``pick="largest"`` takes the largest box and ``"central"`` the box
+    whose centre is nearest the image centre (right for face-centred sets like LFW and CelebA,
+    whose labelled person is the centred face even when a bystander's face is larger)."""
+    if pick not in PICKS:
+        raise ValueError(f"pick must be one of {PICKS}, got {pick!r}")
     height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise FaceNotFound(f"image too small ({width}x{height} px, need {MIN_SIDE})")
     boxes, scores = hog_faces(image)
     if len(boxes):
-        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        best = int(np.argmax(areas))
+        if pick == "largest":
+            best = int(np.argmax((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])))
+        else:
+            centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+            best = int(np.argmin(np.linalg.norm(centres - [width / 2, height / 2], axis=1)))
         box = boxes[best]
         return Detection(
             tuple(int(round(v)) for v in box),

@@ -29,6 +29,12 @@ def register(app: typer.Typer) -> None:
             "--fallback/--no-fallback",
             help="For tight face crops HOG misses, try the checked centred-box fallback.",
         ),
+        pick: str = typer.Option(
+            "largest",
+            "--pick",
+            help="Of several faces: largest, or central (nearest the image centre; for "
+            "face-centred sets such as LFW and CelebA).",
+        ),
         merge: bool = typer.Option(
             False, "--merge", help="Only merge the progress parts of DST (give DST alone)."
         ),
@@ -42,6 +48,10 @@ def register(app: typer.Typer) -> None:
         `mfr align --merge DST`.
         """
         from mfr.align.batch import align_folder, merge_parts, parse_shard
+        from mfr.align.detect import PICKS
+
+        if pick not in PICKS:
+            raise MfrError(f"--pick {pick!r}: choose one of {', '.join(PICKS)}")
 
         if merge:
             target = dst or src
@@ -66,6 +76,7 @@ def register(app: typer.Typer) -> None:
             workers=workers or os.cpu_count() or 1,
             shard=parse_shard(shard),
             fallback=fallback,
+            pick=pick,
             progress=not quiet,
         )
         for note in summary.notes:
