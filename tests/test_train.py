@@ -132,3 +132,15 @@ def test_embedding_model_from_checkpoint_embeds_and_matches_training_net(tmp_pat
     assert meta["threshold"] is None and meta["config"]["steps"] == 2
     out = model(torch.zeros(2, 3, 16, 16))
     assert out.shape == (2, 16)
+
+
+def test_periodic_validation_runs_mfr_eval_and_logs_its_figures(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    val = make_dataset(tmp_path / "val", identities=4, per_identity=3, seed=1)
+    config = _config(data, steps=4, val_data=str(val), val_every=2)
+    train(config, tmp_path / "run", log=lambda _: None)
+    lines = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in lines if "val" in r]
+    assert [r["step"] for r in vals] == [2, 4]
+    assert 0 <= vals[-1]["val"]["rank1"] <= 100 and vals[-1]["val"]["num_probes"] == 8
+    assert (tmp_path / "run/val/step-4.json").is_file()

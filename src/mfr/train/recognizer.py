@@ -10,7 +10,6 @@ batches are a pure function of (seed, step) and every RNG state is in the checkp
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -120,17 +119,20 @@ def train(
     resume: bool = False,
     log: Callable[[str], None] = print,
     stop_at: int | None = None,
+    on_finish: Callable[[nn.Module, nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train a recognizer as ``config`` says, writing into ``out_dir``; returns the last metrics.
 
     ``stop_at`` ends the run early after that many steps (as an interruption would), leaving
-    ``last.pt`` to resume from; used by tests.
+    ``last.pt`` to resume from; ``on_finish(backbone, loss)`` is called on every rank at the
+    end (tests use both).
     """
     from mfr.train import distributed
 
     info = distributed.setup(config.device)
     try:
-        return _train(config, Path(out_dir), resume, log if info.is_main else _quiet, stop_at, info)
+        quiet_log = log if info.is_main else _quiet
+        return _train(config, Path(out_dir), resume, quiet_log, stop_at, on_finish, info)
     finally:
         distributed.cleanup(info)
 
@@ -139,7 +141,7 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _train(config, out_dir, resume, log, stop_at, info) -> dict[str, Any]:
+def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
     from mfr.data.loader import FaceImageDataset, make_train_loader
@@ -284,7 +286,11 @@ def _train(config, out_dir, resume, log, stop_at, info) -> dict[str, Any]:
             window_loss.zero_()
             window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
         if config.val_data and config.val_every and step % config.val_every == 0:
-            result = validate(backbone, config, info)
+            try:
+                result = validate(backbone, config, info, out_dir, step)
+            except MfrError as error:
+                result = {}
+                log(f"validation at step {step} skipped: {error}")
             if info.is_main and result:
                 _append_jsonl(metrics_path, {"step": step, "val": result})
                 log(f"validation at step {step}: {_format_val(result)}")
@@ -296,6 +302,8 @@ def _train(config, out_dir, resume, log, stop_at, info) -> dict[str, Any]:
     if step >= config.steps:
         save(out_dir / "final.pt", step)
         log(f"done: {step} steps; checkpoints {last_path} and {out_dir / 'final.pt'}")
+    if on_finish is not None:
+        on_finish(backbone, loss_fn)
     distributed.barrier(info)
     return last
 
@@ -317,20 +325,26 @@ def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
 
 
 def _format_val(result: dict[str, Any]) -> str:
-    return " ".join(
-        f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float | int) and k != "step"
-    )
+    return " ".join(f"{k} {v:.2f}" for k, v in result.items() if isinstance(v, float))
 
 
-def validate(backbone: nn.Module, config: TrainConfig, info) -> dict[str, Any]:
-    """Embed ``config.val_data`` with the current backbone and score it with ``mfr.eval``.
+VAL_KEYS = ("rank1", "rank5", "mAP", "accuracy", "accuracy_std", "num_probes", "num_pairs")
 
-    Runs on rank 0 only (other ranks return ``{}``). Returns the eval module's summary
-    (percentages: rank1, mAP, accuracy, ...).
+
+def validate(
+    backbone: nn.Module, config: TrainConfig, info, out_dir: Path, step: int
+) -> dict[str, Any]:
+    """Embed ``config.val_data`` with the current backbone and score it with ``mfr eval``.
+
+    Rank 0 only (other ranks return ``{}``). Writes ``OUT/val/step-N.npz`` (the embeddings
+    contract) and ``OUT/val/step-N.json`` (the full eval report); returns its main figures
+    (percentages).
     """
     if not info.is_main:
         return {}
+    from mfr.commands.eval import run_eval
     from mfr.data.dataset import load_index
+    from mfr.eval.embeddings import save_embeddings
 
     index = load_index(config.val_data)
     was_training = backbone.training
@@ -339,13 +353,18 @@ def validate(backbone: nn.Module, config: TrainConfig, info) -> dict[str, Any]:
         features = embed_files(backbone, index.paths, config.input_size, info.device)
     finally:
         backbone.train(was_training)
-    embeddings = {
-        "embeddings": features,
-        "identities": np.asarray(index.identities, dtype=str),
-        "domains": np.asarray(index.domains, dtype=np.uint8),
-        "paths": np.asarray([str(p) for p in index.paths], dtype=str),
-    }
-    return evaluate_embeddings(embeddings)
+    folder = out_dir / "val"
+    folder.mkdir(parents=True, exist_ok=True)
+    npz = folder / f"step-{step}.npz"
+    save_embeddings(
+        npz,
+        features,
+        np.asarray(index.identities, dtype=str),
+        np.asarray(index.domains, dtype=np.uint8),
+        np.asarray([str(p) for p in index.paths], dtype=str),
+    )
+    report = run_eval(npz, json_out=folder / f"step-{step}.json", log=_quiet)
+    return {key: report.get(key) for key in VAL_KEYS}
 
 
 @torch.no_grad()
@@ -362,14 +381,3 @@ def embed_files(
         for images, _, _ in make_eval_loader(dataset, batch_size, workers)
     ]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
-
-
-def evaluate_embeddings(embeddings: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Score an embeddings dict (the .npz contract) with mfr.eval; {} when eval is missing."""
-    try:
-        from mfr.eval import evaluate  # the eval developer's entry point
-    except ImportError:
-        return {}
-    with contextlib.suppress(MfrError):
-        return dict(evaluate(embeddings))
-    return {}

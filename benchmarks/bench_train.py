@@ -1,0 +1,134 @@
+"""Training throughput: `mfr train` against the bare backbone step, and DCR against softmax.
+
+For each precision setting (fp32; bf16 autocast + channels_last) it measures, in one process
+and interleaved so machine load hits all alike:
+
+* bare: backbone forward + backward + Adam step on a fixed random batch (no data, no loss head);
+* train/softmax and train/dcr: the real trainer (`mfr.train.recognizer.train`) on image files
+  (decode, resize, flip, P x K sampling, loss, logging), steady-state images/s from
+  ``metrics.jsonl`` with the first ``--warmup`` steps left out.
+
+Goal: train/softmax >= 90 % of bare; DCR step time <= 3 % over softmax.
+The images are the first identities of ``runs/data/lfw-112`` (aligned LFW) when present, with
+crude masked twins (lower half grey) made here, else synthetic ones; they only feed the clock.
+
+    .venv/bin/python benchmarks/bench_train.py --size 64 --p 12 --k 4 --steps 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def make_images(root: Path, identities: int, per_identity: int, source: Path | None) -> Path:
+    rng = np.random.default_rng(0)
+    folders = []
+    if source is not None and source.is_dir():
+        folders = [d for d in sorted(source.iterdir()) if len(list(d.glob("*.png"))) >= 4]
+    for i in range(identities):
+        dest = root / f"id{i:03d}"
+        (dest / "masked").mkdir(parents=True)
+        files = sorted(folders[i % len(folders)].glob("*.png")) if folders else []
+        for n in range(per_identity):
+            if files:
+                image = np.asarray(Image.open(files[n % len(files)]).convert("RGB"))
+            else:
+                image = rng.integers(0, 256, (112, 112, 3), dtype=np.uint8)
+            Image.fromarray(image).save(dest / f"{n}.png")
+            twin = image.copy()
+            twin[image.shape[0] // 2 :] = 128
+            Image.fromarray(twin).save(dest / "masked" / f"{n}.png")
+    return root
+
+
+def bare_step_times(backbone_name, size, batch, steps, warmup, bf16, channels_last):
+    from mfr.nets.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone(backbone_name, input_size=size)
+    images = torch.rand(batch, 3, size, size) * 2 - 1
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        images = images.contiguous(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            features = model(images)
+        optimizer.zero_grad(set_to_none=True)
+        features.float().mean().backward()
+        optimizer.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def trainer_step_times(data, out, loss, args, bf16, channels_last):
+    from mfr.train.config import TrainConfig, apply_overrides
+    from mfr.train.recognizer import train
+
+    overrides = {
+        "data": str(data), "backbone": args.backbone, "input_size": args.size, "p": args.p,
+        "k": args.k, "steps": args.warmup + args.steps, "loss": loss, "workers": args.workers,
+        "log_every": 1, "checkpoint_every": 0, "device": "cpu", "bf16": bf16,
+        "channels_last": channels_last, "lr_milestones": [1.0],
+    }  # fmt: skip
+    config = apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()])
+    shutil.rmtree(out, ignore_errors=True)
+    train(config, out, log=lambda _: None)
+    records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    batch = args.p * args.k
+    return [batch / r["images_per_s"] for r in records[args.warmup :]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--p", type=int, default=12)
+    parser.add_argument("--k", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=8, help="measured steps per setting")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    parser.add_argument("--source", type=Path, default=Path("runs/data/lfw-112"))
+    parser.add_argument("--settings", default="fp32,bf16cl", help="fp32 and/or bf16cl")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batch = args.p * args.k
+    print(
+        f"{args.backbone} {args.size}x{args.size}, batch {args.p}x{args.k}={batch}, "
+        f"{args.steps} steps after {args.warmup} warm-up, {torch.get_num_threads()} threads"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_images(Path(tmp) / "data", max(2 * args.p, 16), args.k + 2, args.source)
+        for setting in args.settings.split(","):
+            bf16 = channels_last = setting == "bf16cl"
+            bare = bare_step_times(
+                args.backbone, args.size, batch, args.steps, args.warmup, bf16, channels_last
+            )
+            soft = trainer_step_times(data, Path(tmp) / "s", "softmax", args, bf16, channels_last)
+            dcr = trainer_step_times(data, Path(tmp) / "d", "dcr", args, bf16, channels_last)
+            t_bare, t_soft, t_dcr = (statistics.median(x) for x in (bare, soft, dcr))
+            print(
+                f"[{setting}] bare {batch / t_bare:7.1f} img/s ({t_bare:.3f} s/step) | "
+                f"train/softmax {batch / t_soft:7.1f} img/s = {100 * t_bare / t_soft:5.1f} % "
+                f"of bare | train/dcr {batch / t_dcr:7.1f} img/s, step time "
+                f"{100 * (t_dcr / t_soft - 1):+5.1f} % vs softmax"
+            )
+
+
+if __name__ == "__main__":
+    main()
