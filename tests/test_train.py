@@ -144,3 +144,39 @@ def test_periodic_validation_runs_mfr_eval_and_logs_its_figures(tmp_path):
     assert [r["step"] for r in vals] == [2, 4]
     assert 0 <= vals[-1]["val"]["rank1"] <= 100 and vals[-1]["val"]["num_probes"] == 8
     assert (tmp_path / "run/val/step-4.json").is_file()
+
+
+def test_unreadable_training_image_is_replaced_with_a_warning_naming_it(tmp_path):
+    import numpy as np
+
+    from mfr.data.loader import FaceImageDataset
+
+    data = make_dataset(tmp_path / "data", identities=2, per_identity=2, masked=0)
+    bad = data / "person_00" / "0.png"
+    bad.write_bytes(b"broken")
+    paths = sorted(data.rglob("*.png"))
+    labels = np.array([0 if "person_00" in str(p) else 1 for p in paths])
+    dataset = FaceImageDataset(paths, labels, np.zeros(len(paths), np.uint8), 16)
+    with pytest.warns(UserWarning, match=r"0\.png"):
+        image, label, _ = dataset[(paths.index(bad), False)]
+    assert image.shape == (3, 16, 16) and label == 0
+    (data / "person_00" / "1.png").write_bytes(b"")
+    with pytest.raises(MfrError, match="no readable image"), pytest.warns(UserWarning):
+        dataset[paths.index(bad)]
+
+
+def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    config = _config(data, steps=6, log_every=1, checkpoint_every=2)
+    train(config, tmp_path / "run", log=lambda _: None)
+    # pretend the run died after logging step 5 with last.pt from step 4
+    from mfr.train.checkpoint import save_checkpoint
+
+    state = read_checkpoint(tmp_path / "run/last.pt")
+    state["step"] = 4
+    save_checkpoint(tmp_path / "run/last.pt", **{k: v for k, v in state.items() if k != "format"})
+    train(config, tmp_path / "run", resume=True, log=lambda _: None)
+    steps = [
+        json.loads(x)["step"] for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x
+    ]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -7,6 +7,7 @@ of workers. Each sample is ``(image float32 3 x S x S in [-1, 1], label, domain)
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class FaceImageDataset(Dataset):
         self.labels = np.asarray(labels, dtype=np.int64)
         self.domains = np.asarray(domains, dtype=np.uint8)
         self.size = size
+        self._warned: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -60,8 +62,36 @@ class FaceImageDataset(Dataset):
 
     def __getitem__(self, item):
         index, flip = item if isinstance(item, tuple) else (item, False)
-        image = to_network_tensor(self.load(index, flip))
+        image = to_network_tensor(self._load_or_substitute(index, flip))
         return image, int(self.labels[index]), int(self.domains[index])
+
+    def _load_or_substitute(self, index: int, flip: bool) -> np.ndarray:
+        """An unreadable file is replaced by another image of the same identity and domain
+        (with a warning naming it) so one bad file does not stop a long run."""
+        from mfr.errors import BadImageError
+
+        try:
+            return self.load(index, flip)
+        except BadImageError as error:
+            self._warn(error)
+        same = np.flatnonzero(
+            (self.labels == self.labels[index]) & (self.domains == self.domains[index])
+        )
+        for other in same[same != index]:
+            try:
+                return self.load(int(other), flip)
+            except BadImageError as error:
+                self._warn(error)
+        raise BadImageError(
+            f"{self.paths[index]}: no readable image of identity label {self.labels[index]} "
+            f"in domain {self.domains[index]} to use instead"
+        )
+
+    def _warn(self, error: Exception) -> None:
+        key = str(error)
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"skipping unreadable training image: {error}", stacklevel=2)
 
 
 def collate(samples):

@@ -215,6 +215,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         out_dir.mkdir(parents=True, exist_ok=True)
         if not resume:
             metrics_path.write_text("")
+        else:
+            _truncate_metrics(metrics_path, start_step)
     meta = {"num_classes": len(data.classes), "classes": data.classes}
 
     def save(path: Path, step: int) -> None:
@@ -317,6 +319,17 @@ def _check_resume_matches(state: dict[str, Any], config: TrainConfig, path: Path
                 f"{path}: checkpoint has {key} {theirs!r}, but the config asks for {ours!r}; "
                 "use another --out folder or the original config"
             )
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after ``step`` by an interrupted run (they will be logged again)."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+    from mfr.io import atomic_write
+
+    with atomic_write(path, "w") as handle:
+        handle.write("".join(line + "\n" for line in kept))
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
