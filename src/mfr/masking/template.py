@@ -58,21 +58,32 @@ def brightness_factor(pixels: np.ndarray) -> float:
     """Mask brightness scale for the face pixels (N x 3 uint8) it covers."""
     if len(pixels) == 0:
         return 1.0
-    value = float(pixels.max(axis=1).mean())
-    return float(np.clip(value / REFERENCE_BRIGHTNESS, *BRIGHTNESS_RANGE))
+    return _factor(float(pixels.max(axis=1).mean()))
+
+
+def _factor(mean_value: float) -> float:
+    return float(np.clip(mean_value / REFERENCE_BRIGHTNESS, *BRIGHTNESS_RANGE))
 
 
 def apply_template(
-    image: np.ndarray, landmarks: np.ndarray, template: MaskTemplate
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    template: MaskTemplate,
+    anchors: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Fit, warp and blend ``template`` onto the face; returns (masked image, label)."""
+    """Fit, warp and blend ``template`` onto the face; returns (masked image, label).
+
+    ``anchors`` are the face's six anchors when already computed."""
     import cv2
 
     height, width = image.shape[:2]
-    matrix = fit_homography(template.anchors, anchor_points(landmarks))
+    if anchors is None:
+        anchors = anchor_points(landmarks)
+    matrix = fit_homography(template.anchors, anchors)
     x0, y0, x1, y1 = _roi(matrix, template.premultiplied.shape, image.shape)
     label = np.zeros((height, width), np.uint8)
     out = image.copy()
+    y0 = max(y0, eye_cut_row(landmarks))  # the mask never reaches the eyes
     if x1 <= x0 or y1 <= y0:
         return out, label
     shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], dtype=np.float64)
@@ -84,19 +95,23 @@ def apply_template(
         borderMode=cv2.BORDER_CONSTANT,
         borderValue=0,
     )
-    cut = eye_cut_row(landmarks) - y0
-    if cut > 0:
-        warped[: min(cut, len(warped))] = 0
-    alpha = warped[..., 3]
-    covered = alpha > 0
-    if not covered.any():
-        return out, label
-    face = image[y0:y1, x0:x1]
-    factor = brightness_factor(face[alpha > 127])
-    a = alpha[covered].astype(np.float32)[:, None] / 255.0
-    blended = warped[covered][:, :3].astype(np.float32) * factor + face[covered] * (1.0 - a)
-    out[y0:y1, x0:x1][covered] = np.clip(np.round(blended), 0, 255).astype(np.uint8)
-    label[y0:y1, x0:x1][covered] = 255
+    alpha = np.ascontiguousarray(warped[..., 3])
+    rgb = np.ascontiguousarray(warped[..., :3])
+    face = np.ascontiguousarray(image[y0:y1, x0:x1])
+    channels = cv2.split(face)
+    value = cv2.max(cv2.max(channels[0], channels[1]), channels[2])  # V of HSV
+    opaque = cv2.compare(alpha, 127, cv2.CMP_GT)
+    mean_value = cv2.mean(value, mask=opaque)[0] if cv2.countNonZero(opaque) else None
+    factor = 1.0 if mean_value is None else _factor(mean_value)
+    # Premultiplied blend in uint8 (OpenCV, saturating): face * (255 - alpha) / 255 + mask
+    # colour * factor. Where alpha is 0 the colour is 0 too, so those pixels come out exactly
+    # as they went in; elsewhere each term is rounded once.
+    keep = cv2.merge([cv2.subtract(255, alpha)] * 3)
+    blended = cv2.add(
+        cv2.multiply(face, keep, scale=1.0 / 255.0), cv2.convertScaleAbs(rgb, alpha=factor)
+    )
+    out[y0:y1, x0:x1] = blended
+    label[y0:y1, x0:x1] = cv2.compare(alpha, 0, cv2.CMP_GT)
     return out, label
 
 
@@ -146,11 +161,15 @@ class TemplateMasker:
         self.yaw_threshold = yaw_threshold
         self.last_template: str | None = None
 
-    def choose(self, landmarks: np.ndarray, rng: np.random.Generator) -> MaskTemplate:
+    def choose(
+        self, landmarks: np.ndarray, rng: np.random.Generator, anchors: np.ndarray | None = None
+    ) -> MaskTemplate:
         kind = self.types[int(rng.choice(len(self.types), p=self.probabilities))]
-        return self.source.get(kind, yaw_variant(landmarks, self.yaw_threshold), rng)
+        variant = yaw_variant(landmarks, self.yaw_threshold, anchors)
+        return self.source.get(kind, variant, rng)
 
     def __call__(self, image, landmarks, rng):
-        template = self.choose(landmarks, rng)
+        anchors = anchor_points(landmarks)
+        template = self.choose(landmarks, rng, anchors)
         self.last_template = template.name
-        return apply_template(image, landmarks, template)
+        return apply_template(image, landmarks, template, anchors)
