@@ -77,7 +77,10 @@ class FaceRecognizer:
             if not path.is_file():
                 raise MfrError(f"{spec}: no such model file (use 'dlib', a .pt or a .onnx)")
             spec = str(path.resolve())
-        embedder = load_embedder(spec)
+        try:
+            embedder = load_embedder(spec)
+        except ImportError as error:  # an optional dependency or embedder module is missing
+            raise MfrError(f"{spec}: cannot load this model ({error})") from error
         fingerprint = model_fingerprint(spec)
         info = ModelInfo(
             spec=spec, name=embedder.name, dim=int(embedder.dim), fingerprint=fingerprint
