@@ -35,10 +35,11 @@ def test_backbone_trains_in_batch_mode_and_channels_last():
     assert all(p.grad is not None for p in net.parameters() if p.requires_grad)
 
 
-@torch.device("meta")
 def test_resnet50_uses_global_pool_head_and_basic_nets_flatten():
-    assert isinstance(build_backbone("resnet50", input_size=64).head[1], torch.nn.AdaptiveAvgPool2d)
-    flat = build_backbone("resnet18", input_size=64, embedding_dim=32)
+    with torch.device("meta"):
+        gap = build_backbone("resnet50", input_size=64)
+        flat = build_backbone("resnet18", input_size=64, embedding_dim=32)
+    assert isinstance(gap.head[1], torch.nn.AdaptiveAvgPool2d)
     linear = [m for m in flat.head if isinstance(m, torch.nn.Linear)][0]
     assert linear.in_features == 512 * 4 * 4
 
