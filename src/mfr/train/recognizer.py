@@ -175,10 +175,10 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         config.backbone, config.embedding_dim, config.input_size, config.head, config.dropout
     )
     if state is not None:
-        if state.get("num_classes") != len(data.classes):
+        if state.get("classes") != data.classes:
             raise CheckpointError(
-                f"{last_path}: trained on {state.get('num_classes')} identities, "
-                f"but the data now has {len(data.classes)}"
+                f"{last_path}: trained on {state.get('num_classes')} identities, but the data "
+                f"now gives {len(data.classes)} (or other names); resume needs the same data"
             )
         backbone.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss_state"])
