@@ -66,3 +66,17 @@ def test_shipped_configs_load(tmp_path):
         "resnet50", 112, 60000, 32, 6)  # fmt: skip
     cpu = load_config(configs / "recognizer-cpu.yaml")
     assert cpu.input_size <= 96
+
+
+def test_cli_reports_a_bad_config_in_one_line_and_shows_a_good_one(tmp_path, capsys):
+    from mfr.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("steps: ten\n")
+    assert main(["train", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"mfr: error: {bad}: option 'steps' expects int, got 'ten'"
+    with pytest.raises(SystemExit) as done:
+        main(["train", "--config", str(bad), "--set", "steps=3", "--show-config"])
+    assert done.value.code in (0, None)
+    assert "steps: 3" in capsys.readouterr().out

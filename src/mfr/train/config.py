@@ -103,8 +103,8 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of option: value")
         values = dict(loaded or {})
-    config = config_from_dict(values, source)
-    return apply_overrides(config, overrides)
+    _merge_overrides(values, overrides)
+    return config_from_dict(values, source + (" with --set" if overrides else ""))
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
@@ -122,9 +122,14 @@ def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainCon
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
     """Apply ``key=value`` strings (values parsed as YAML) to a copy of ``config``."""
+    values = config.to_dict()
+    _merge_overrides(values, overrides)
+    return config_from_dict(values, "--set" if overrides else "config")
+
+
+def _merge_overrides(values: dict[str, Any], overrides) -> None:
     import yaml
 
-    values = config.to_dict()
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
@@ -135,10 +140,12 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
         except yaml.YAMLError:
             value = raw
         if key.startswith("loss_options."):
-            values["loss_options"] = {**values["loss_options"], key.split(".", 1)[1]: value}
+            options = values.get("loss_options") or {}
+            if not isinstance(options, dict):
+                raise ConfigError(f"--set {item!r}: option 'loss_options' is not a mapping")
+            values["loss_options"] = {**options, key.split(".", 1)[1]: value}
         else:
             values[key] = value
-    return config_from_dict(values, "--set" if overrides else "config")
 
 
 def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
