@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from _train_data import make_dataset
 
 from mfr.embedders import load_embedder
 from mfr.embedders.checkpoint import CheckpointEmbedder
@@ -91,3 +92,22 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
     again = (torch.rand(3), np.random.rand(3), random.random())
     assert torch.equal(expected[0], again[0]) and np.array_equal(expected[1], again[1])
     assert expected[2] == again[2]
+
+
+def test_mfr_embed_with_a_checkpoint_writes_the_embeddings_contract(tmp_path):
+    pytest.importorskip("mfr.commands.embed", reason="mfr embed (data developer) not there yet")
+    pytest.importorskip("mfr.data.dataset", reason="load_index (data developer) not there yet")
+    from mfr.cli import main
+
+    _save_tiny(tmp_path / "m.pt")
+    data = make_dataset(tmp_path / "data", identities=3, per_identity=2, masked=1)
+    try:
+        code = main(["embed", str(data), "--model", str(tmp_path / "m.pt"),
+                     "--out", str(tmp_path / "emb.npz")])  # fmt: skip
+    except SystemExit as done:
+        code = done.code or 0
+    assert code == 0
+    emb = np.load(tmp_path / "emb.npz")
+    assert emb["embeddings"].shape == (9, 8) and emb["embeddings"].dtype == np.float32
+    assert sorted(emb["domains"].tolist()) == [0] * 6 + [1] * 3
+    assert set(emb["identities"].tolist()) == {"person_00", "person_01", "person_02"}
