@@ -13,6 +13,8 @@ Six anchor points place a mask on a face, as in MaskTheFace:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 JAW = np.arange(0, 17)
@@ -23,17 +25,37 @@ MOUTH = np.arange(48, 68)
 ANCHOR_NAMES = ("a", "b", "c", "d", "e", "f")
 
 
-def _cross(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    return u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0]
+# The per-image geometry is a few dozen points: plain Python floats are several times faster
+# here than NumPy calls on tiny arrays, which matters for the masking throughput.
+
+
+def _eye_direction(lm: list) -> tuple[float, float]:
+    lx = sum(p[0] for p in lm[36:42]) / 6
+    ly = sum(p[1] for p in lm[36:42]) / 6
+    rx = sum(p[0] for p in lm[42:48]) / 6
+    ry = sum(p[1] for p in lm[42:48]) / 6
+    dx, dy = rx - lx, ry - ly
+    norm = math.hypot(dx, dy)
+    return (dx / norm, dy / norm) if norm > 1e-6 else (1.0, 0.0)
 
 
 def eye_direction(landmarks: np.ndarray) -> np.ndarray:
     """Unit vector from the image-left eye centre to the image-right eye centre."""
-    left = landmarks[LEFT_EYE].mean(axis=0)
-    right = landmarks[RIGHT_EYE].mean(axis=0)
-    direction = right - left
-    norm = float(np.hypot(*direction))
-    return direction / norm if norm > 1e-6 else np.array([1.0, 0.0])
+    return np.array(_eye_direction(np.asarray(landmarks, dtype=np.float64).tolist()))
+
+
+def _crossings(contour: list, px: float, py: float, ux: float, uy: float) -> list:
+    """(segment index, x, y, t) where the line ``(px, py) + t (ux, uy)`` crosses the polyline."""
+    sides = [ux * (y - py) - uy * (x - px) for x, y in contour]
+    out = []
+    for i in range(len(contour) - 1):
+        s0, s1 = sides[i], sides[i + 1]
+        if s0 == 0 or s1 == 0 or (s0 > 0) != (s1 > 0):
+            frac = s0 / (s0 - s1) if s0 != s1 else 0.0
+            (x0, y0), (x1, y1) = contour[i], contour[i + 1]
+            x, y = x0 + frac * (x1 - x0), y0 + frac * (y1 - y0)
+            out.append((i, x, y, (x - px) * ux + (y - py) * uy))
+    return out
 
 
 def line_contour_crossings(
@@ -42,65 +64,51 @@ def line_contour_crossings(
     """Where the line ``point + t * direction`` crosses the polyline ``contour`` (K x 2).
 
     Returns (crossing points M x 2, their ``t`` along the line), in contour order."""
-    side = _cross(direction, contour - point)  # signed distance from the line (unnormalised)
-    s0, s1 = side[:-1], side[1:]
-    hits = np.flatnonzero(_crossing_mask(contour, point, direction))
-    if hits.size == 0:
-        return np.zeros((0, 2)), np.zeros(0)
-    denom = s0[hits] - s1[hits]
-    frac = np.where(denom != 0, s0[hits] / np.where(denom != 0, denom, 1.0), 0.0)
-    points = contour[hits] + frac[:, None] * (contour[hits + 1] - contour[hits])
-    return points, (points - point) @ direction
+    hits = _crossings(
+        np.asarray(contour, float).tolist(), *map(float, point), *map(float, direction)
+    )
+    points = np.array([[x, y] for _, x, y, _ in hits]).reshape(-1, 2)
+    return points, np.array([t for *_, t in hits])
 
 
-def _contour_pair(landmarks: np.ndarray, point: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """The image-left and image-right contour points on the line through ``point`` along ``u``
-    (the outermost crossing of jaw points 0-8, resp. 8-16).
-
-    Falls back to the outermost jaw point projected onto the line when the line misses the
-    contour (e.g. a nose bottom above jaw point 0 on a tilted face)."""
-    jaw = landmarks[:17]
-    points, t = line_contour_crossings(jaw, point, u)
-    out = np.empty((2, 2))
-    if len(t):
-        # crossings on segments 0-7 belong to the left half, 8-15 to the right half
-        segment = np.flatnonzero(_crossing_mask(jaw, point, u))
-        left, right = segment < 8, segment >= 8
+def _contour_pair(lm: list, px: float, py: float, u: tuple[float, float]) -> tuple:
+    """The image-left and image-right contour points on the line through (px, py) along
+    ``u``: the outermost crossing of jaw points 0-8, resp. 8-16. When the line misses a half
+    (e.g. a nose bottom above jaw point 0 on a tilted face), the outermost jaw point of that
+    half projected onto the line."""
+    ux, uy = u
+    hits = _crossings(lm[:17], px, py, ux, uy)
+    left = [h for h in hits if h[0] < 8]
+    right = [h for h in hits if h[0] >= 8]
+    if left:
+        _, lx, ly, _ = min(left, key=lambda h: h[3])
     else:
-        left = right = np.zeros(0, bool)
-    along = (jaw - point) @ u
-    if left.any():
-        out[0] = points[left][np.argmin(t[left])]
+        t = min((x - px) * ux + (y - py) * uy for x, y in lm[:9])
+        lx, ly = px + t * ux, py + t * uy
+    if right:
+        _, rx, ry, _ = max(right, key=lambda h: h[3])
     else:
-        out[0] = point + along[:9].min() * u
-    if right.any():
-        out[1] = points[right][np.argmax(t[right])]
-    else:
-        out[1] = point + along[8:].max() * u
-    return out
-
-
-def _crossing_mask(contour: np.ndarray, point: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    side = _cross(direction, contour - point)
-    s0, s1 = side[:-1], side[1:]
-    return (s0 == 0) | (np.sign(s0) != np.sign(s1))
+        t = max((x - px) * ux + (y - py) * uy for x, y in lm[8:17])
+        rx, ry = px + t * ux, py + t * uy
+    return (lx, ly), (rx, ry)
 
 
 def anchor_points(landmarks: np.ndarray) -> np.ndarray:
     """The six mask anchors a, b, c, d, e, f (6 x 2, float64) of a face's 68 landmarks."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    u = eye_direction(lm)
-    down = np.array([-u[1], u[0]])  # perpendicular to the eye line, pointing to the chin
-    a, c = _contour_pair(lm, lm[30], u)
-    b = (lm[27] + lm[30]) / 2
-    lowest_lip = lm[MOUTH][np.argmax(lm[MOUTH] @ down)]
-    d, f = _contour_pair(lm, lowest_lip, u)
-    root, lips = lm[27], lm[MOUTH].mean(axis=0)
-    axis = lips - root
-    axis = axis / max(float(np.hypot(*axis)), 1e-6)
-    points, t = line_contour_crossings(lm[JAW][3:14], root, axis)
-    e = points[np.argmax(t)] if len(t) and t.max() > 0 else lm[8]
-    return np.stack([a, b, c, d, e, f])
+    lm = np.asarray(landmarks, dtype=np.float64).tolist()
+    u = _eye_direction(lm)
+    down = (-u[1], u[0])  # perpendicular to the eye line, pointing to the chin
+    a, c = _contour_pair(lm, *lm[30], u)
+    b = ((lm[27][0] + lm[30][0]) / 2, (lm[27][1] + lm[30][1]) / 2)
+    mouth = lm[48:68]
+    lowest_lip = max(mouth, key=lambda p: p[0] * down[0] + p[1] * down[1])
+    d, f = _contour_pair(lm, *lowest_lip, u)
+    (rx, ry), lips_x, lips_y = lm[27], sum(p[0] for p in mouth) / 20, sum(p[1] for p in mouth) / 20
+    norm = max(math.hypot(lips_x - rx, lips_y - ry), 1e-6)
+    hits = _crossings(lm[3:14], rx, ry, (lips_x - rx) / norm, (lips_y - ry) / norm)
+    far = max(hits, key=lambda h: h[3]) if hits else None
+    e = (far[1], far[2]) if far is not None and far[3] > 0 else tuple(lm[8])
+    return np.array([a, b, c, d, e, f], dtype=np.float64)
 
 
 def nose_offset(landmarks: np.ndarray, anchors: np.ndarray | None = None) -> float:
@@ -108,15 +116,19 @@ def nose_offset(landmarks: np.ndarray, anchors: np.ndarray | None = None) -> flo
     the two contour points at its height (anchors a and c; pass ``anchors`` when already
     computed). 0 is frontal; negative means the nose is nearer the image-left contour (face
     turned towards image-left), positive towards image-right."""
-    lm = np.asarray(landmarks, dtype=np.float64)
-    u = eye_direction(lm)
-    a, c = (anchors[0], anchors[2]) if anchors is not None else _contour_pair(lm, lm[30], u)
-    left = float((lm[30] - a) @ u)
-    right = float((c - lm[30]) @ u)
+    lm = np.asarray(landmarks, dtype=np.float64).tolist()
+    ux, uy = _eye_direction(lm)
+    nx, ny = lm[30]
+    if anchors is None:
+        a, c = _contour_pair(lm, nx, ny, (ux, uy))
+    else:
+        a, c = anchors[0].tolist(), anchors[2].tolist()
+    left = (nx - a[0]) * ux + (ny - a[1]) * uy
+    right = (c[0] - nx) * ux + (c[1] - ny) * uy
     total = left + right
     if total <= 1e-6:
         return 0.0
-    return float(np.clip((left - right) / total, -1.0, 1.0))
+    return min(1.0, max(-1.0, (left - right) / total))
 
 
 def yaw_variant(
@@ -136,34 +148,34 @@ def yaw_variant(
     return "front"
 
 
-def _normalise(points: np.ndarray) -> np.ndarray:
-    """Hartley normalisation: centroid to the origin, mean distance sqrt(2)."""
-    centre = points.mean(axis=0)
-    spread = np.sqrt(((points - centre) ** 2).sum(axis=1)).mean()
-    scale = np.sqrt(2.0) / spread if spread > 1e-12 else 1.0
-    return np.array([[scale, 0, -scale * centre[0]], [0, scale, -scale * centre[1]], [0, 0, 1]])
+def _normalise(points: list) -> tuple[float, float, float, list]:
+    """Hartley normalisation: (scale, cx, cy, normalised points) with the centroid at the
+    origin and mean distance sqrt(2)."""
+    n = len(points)
+    cx = sum(p[0] for p in points) / n
+    cy = sum(p[1] for p in points) / n
+    spread = sum(math.hypot(p[0] - cx, p[1] - cy) for p in points) / n
+    scale = math.sqrt(2.0) / spread if spread > 1e-12 else 1.0
+    return scale, cx, cy, [((x - cx) * scale, (y - cy) * scale) for x, y in points]
 
 
 def fit_homography(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     """Least-squares homography (3 x 3, float64, ``[2, 2] == 1``) mapping ``source`` points
     (N >= 4) onto ``target``: the normalised direct linear transform (Hartley & Zisserman,
     alg. 4.2), i.e. what ``cv2.findHomography(source, target, 0)`` starts from, without its
-    iterative refinement (5x faster; the tests compare the two)."""
-    source = np.asarray(source, dtype=np.float64)
-    target = np.asarray(target, dtype=np.float64)
-    t_source, t_target = _normalise(source), _normalise(target)
-    xs = source @ t_source[:2, :2].T + t_source[:2, 2]
-    xt = target @ t_target[:2, :2].T + t_target[:2, 2]
-    n = len(source)
-    ones, zeros = np.ones((n, 1)), np.zeros((n, 3))
-    homogeneous = np.hstack([xs, ones])
-    rows = np.empty((2 * n, 9))
-    rows[0::2] = np.hstack([homogeneous, zeros, -xt[:, :1] * homogeneous])
-    rows[1::2] = np.hstack([zeros, homogeneous, -xt[:, 1:] * homogeneous])
-    _, singular, vt = np.linalg.svd(rows)
+    iterative refinement (several times faster; the tests compare the two)."""
+    ss, sx, sy, xs = _normalise(np.asarray(source, dtype=np.float64).tolist())
+    ts, tx, ty, xt = _normalise(np.asarray(target, dtype=np.float64).tolist())
+    rows = []
+    for (x, y), (u, v) in zip(xs, xt):
+        rows.append((x, y, 1.0, 0.0, 0.0, 0.0, -u * x, -u * y, -u))
+        rows.append((0.0, 0.0, 0.0, x, y, 1.0, -v * x, -v * y, -v))
+    _, singular, vt = np.linalg.svd(np.array(rows))
     if singular[-2] < 1e-9 * max(singular[0], 1e-300):
         raise ValueError("degenerate anchor points: no homography fits them")
-    matrix = np.linalg.inv(t_target) @ vt[-1].reshape(3, 3) @ t_source
+    t_source = np.array([[ss, 0.0, -ss * sx], [0.0, ss, -ss * sy], [0.0, 0.0, 1.0]])
+    t_target_inv = np.array([[1 / ts, 0.0, tx], [0.0, 1 / ts, ty], [0.0, 0.0, 1.0]])
+    matrix = t_target_inv @ vt[-1].reshape(3, 3) @ t_source
     if abs(matrix[2, 2]) < 1e-12 or not np.all(np.isfinite(matrix)):
         raise ValueError("degenerate anchor points: no homography fits them")
     return matrix / matrix[2, 2]
