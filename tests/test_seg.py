@@ -125,3 +125,29 @@ def test_seg_eval_rejects_a_checkpoint_of_another_model(tmp_path, capsys):
 def test_seg_train_rejects_unknown_option(tmp_path, capsys):
     assert run_cli(["seg", "train", "--set", "epochz=3"]) == 2
     assert "unknown option(s) epochz" in capsys.readouterr().err
+
+
+def test_recolor_repaints_only_the_mask_region_with_its_shading(rng):
+    from mfr.train.segmenter import recolor_mask
+
+    image = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    mask = np.zeros((6, 6), np.uint8)
+    mask[3:, 1:5] = 1
+    out = recolor_mask(image, mask, np.array([200.0, 10.0, 50.0]))
+    assert np.array_equal(out[mask == 0], image[mask == 0])
+    lum = image[mask == 1].astype(np.float32).mean(1)
+    expected = np.clip(lum[:, None] / lum.mean() * np.array([200.0, 10.0, 50.0]), 0, 255)
+    assert np.array_equal(out[mask == 1], expected.astype(np.uint8))
+
+
+def test_zoom_crops_image_and_mask_alike(rng):
+    from mfr.train.segmenter import augment_pairs
+
+    image = np.zeros((2, 16, 16, 3), np.uint8)
+    mask = np.zeros((2, 16, 16), np.uint8)
+    image[:, 8:, :, 0], mask[:, 8:] = 255, 1  # mask = the red lower half
+    out_img, out_mask = augment_pairs(image, mask, rng, recolor=0.0, zoom=0.5)
+    assert out_img.shape == image.shape and out_mask.shape == mask.shape
+    clear = (out_img[..., 0] < 20) | (out_img[..., 0] > 235)  # away from the blended edge row
+    assert clear.mean() > 0.85
+    assert np.array_equal((out_img[..., 0] > 127)[clear], out_mask.astype(bool)[clear])

@@ -35,6 +35,8 @@ class SegOptions:
     weight_decay: float = 0.0
     dice_weight: float = 1.0
     flip: bool = True
+    recolor: float = 0.0  # probability of repainting the mask region in a random colour
+    zoom: float = 1.0  # random crops of zoom..1 of the side (tight-crop faces); 1 = off
     seed: int = 0
     threads: int = 0  # 0 = torch default
     out: str = "runs/seg"
@@ -92,6 +94,42 @@ def mask_metrics(pred: np.ndarray, target: np.ndarray) -> dict[str, float]:
         "pixel_accuracy": float((pred == target).mean()) if pred.size else 0.0,
         "images": int(len(pred)),
     }
+
+
+def recolor_mask(image: np.ndarray, mask: np.ndarray, colour: np.ndarray) -> np.ndarray:
+    """Repaint the mask pixels in ``colour`` (RGB 0-255), keeping their relative shading."""
+    out = image.copy()
+    region = mask.astype(bool)
+    if not region.any():
+        return out
+    lum = image[region].astype(np.float32).mean(1)
+    shade = lum / max(float(lum.mean()), 1.0)
+    out[region] = np.clip(shade[:, None] * colour[None, :], 0, 255).astype(np.uint8)
+    return out
+
+
+def augment_pairs(
+    images: np.ndarray, masks: np.ndarray, rng: np.random.Generator, recolor: float, zoom: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Mask-seg shows light-blue surgical masks on loosely cropped faces; real masked faces
+    (the IAMGAN's M) wear masks of every colour in tight crops. Random recolouring of the mask
+    region and random zoomed crops close part of that gap."""
+    import cv2
+
+    images, masks = images.copy(), masks.copy()
+    size = images.shape[1]
+    for i in range(len(images)):
+        if rng.random() < recolor:
+            images[i] = recolor_mask(
+                images[i], masks[i], rng.integers(0, 256, 3).astype(np.float32)
+            )
+        if zoom < 1:
+            side = int(round(size * rng.uniform(zoom, 1.0)))
+            top, left = rng.integers(0, size - side + 1, 2)
+            crop = (slice(top, top + side), slice(left, left + side))
+            images[i] = cv2.resize(images[i][crop], (size, size), interpolation=cv2.INTER_LINEAR)
+            masks[i] = cv2.resize(masks[i][crop], (size, size), interpolation=cv2.INTER_NEAREST)
+    return images, masks
 
 
 @torch.no_grad()
@@ -221,6 +259,8 @@ def train_segmenter(opts: SegOptions, resume: bool = False, progress: bool = Tru
             if opts.flip:
                 flip = rng.random(len(idx)) < 0.5
                 batch[flip], target[flip] = batch[flip, :, ::-1], target[flip, :, ::-1]
+            if opts.recolor > 0 or opts.zoom < 1:
+                batch, target = augment_pairs(batch, target, rng, opts.recolor, opts.zoom)
             x = images_to_tensor(batch)
             y = torch.from_numpy(np.ascontiguousarray(target)).float()[:, None]
             loss = seg_loss(model(x), y, opts.dice_weight)
