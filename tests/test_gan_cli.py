@@ -78,6 +78,17 @@ def test_gan_generate_writes_the_mfr_mask_layout_and_resumes(gan_run, tmp_path, 
     assert "generated 0, kept 9 existing" in capsys.readouterr().out
 
 
+def test_gan_generate_min_images_leaves_out_small_identities(gan_run, tmp_path):
+    full, out = gan_run
+    (full / "person_0" / "person_0_0000.png").unlink()  # person_0 now has 2 images
+    dst = tmp_path / "twins"
+    assert (
+        run_cli(["gan", "generate", "--model", out / "last.pt", full, dst, "--min-images", 3]) == 0
+    )
+    assert not (dst / "person_0").exists()
+    assert len(list(dst.glob("*/masked/*.png"))) == 6
+
+
 def test_gan_generate_rejects_a_segmenter_checkpoint(tmp_path, capsys):
     seg = tmp_path / "seg.pt"
     save_segmenter(MaskSegmenter(size=16, base=4, depth=2), seg)

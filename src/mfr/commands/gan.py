@@ -44,11 +44,14 @@ def register(app: typer.Typer) -> None:
         composite: bool = typer.Option(
             False, "--composite", help="Keep source pixels outside the generated mask region."
         ),
+        min_images: int = typer.Option(
+            1, "--min-images", help="Only identities with at least this many full faces."
+        ),
     ) -> None:
         """Generate a masked twin of every full face; resumes where a previous run stopped."""
         from mfr.train.gan_generate import generate_dataset
 
-        counts = generate_dataset(model, src, dst, batch_size, composite)
+        counts = generate_dataset(model, src, dst, batch_size, composite, min_images=min_images)
         typer.echo(
             f"{dst}: generated {counts['generated']}, kept {counts['existing']} existing, "
             f"skipped {counts['skipped']} unreadable"

@@ -99,8 +99,10 @@ def generate_dataset(
     batch_size: int = 16,
     composite: bool = False,
     progress: bool = True,
+    min_images: int = 1,
 ) -> dict[str, int]:
-    """Write the ``mfr mask`` layout for every full face of ``src``; see the module docstring."""
+    """Write the ``mfr mask`` layout for every full face of ``src`` whose identity has at least
+    ``min_images`` images; see the module docstring."""
     from tqdm import tqdm
 
     from mfr.data.gan_data import list_identity_images, read_rgb
@@ -113,7 +115,10 @@ def generate_dataset(
     if segmenter is None:
         raise CheckpointError(f"{model_path}: checkpoint has no segmenter to write mask labels")
     jobs = [
-        (identity, path) for identity, files in list_identity_images(src).items() for path in files
+        (identity, path)
+        for identity, files in list_identity_images(src).items()
+        if len(files) >= min_images
+        for path in files
     ]
     if not jobs:
         raise MfrError(f"{src}: no images in identity folders (expected SRC/<identity>/<image>)")
