@@ -95,7 +95,7 @@ def test_gan_generate_rejects_a_segmenter_checkpoint(tmp_path, capsys):
     make_full_faces(tmp_path / "full")
     assert run_cli(["gan", "generate", "--model", seg, tmp_path / "full", tmp_path / "o"]) == 2
     err = capsys.readouterr().err
-    assert "seg.pt" in err and "not a IAMGAN checkpoint" in err and "Traceback" not in err
+    assert "seg.pt" in err and "not an IAMGAN checkpoint" in err and "Traceback" not in err
 
 
 def test_gan_train_resume_with_changed_network_is_refused(gan_run, capsys):

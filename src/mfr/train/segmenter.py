@@ -166,6 +166,10 @@ def save_segmenter(
     atomic_save_torch(payload, path)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def read_checkpoint(path: Path, expected_format: str, what: str) -> dict:
     """``torch.load(weights_only=True)`` and check the format tag; CheckpointError otherwise."""
     path = Path(path)
@@ -178,7 +182,8 @@ def read_checkpoint(path: Path, expected_format: str, what: str) -> dict:
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected_format:
         raise CheckpointError(
-            f"{path}: not a {what} checkpoint (format {found!r}, expected {expected_format!r})"
+            f"{path}: not {_article(what)} {what} checkpoint "
+            f"(format {found!r}, expected {expected_format!r})"
         )
     return payload
 
