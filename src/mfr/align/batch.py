@@ -194,6 +194,7 @@ def shard_items(items: list[Item], shard: int, count: int) -> list[Item]:
 # ----------------------------------------------------------------------------- workers
 
 _options: dict = {}
+_made_dirs: set[Path] = set()
 
 
 def _init_worker(options: dict) -> None:
@@ -205,6 +206,7 @@ def _init_worker(options: dict) -> None:
     hog_detector()
     landmark_predictor(68)
     _options.update(options)
+    _made_dirs.clear()
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -230,7 +232,9 @@ def _write_replace(path: Path, data: bytes) -> None:
     """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
     image, and a power loss at worst loses images whose progress was not yet recorded (part
     files are fsynced, and a recorded image that is missing is redone)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.parent not in _made_dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _made_dirs.add(path.parent)
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
         tmp.write_bytes(data)
