@@ -156,3 +156,16 @@ def test_user_errors_are_one_line_naming_the_problem(tmp_path, aligned, capsys):
     assert "unknown masking method 'blur'" in capsys.readouterr().err
     assert main(["mask", str(aligned), str(aligned)]) == 2
     assert "must differ from the source" in capsys.readouterr().err
+
+
+def test_an_image_whose_landmarks_cannot_be_fitted_is_listed_not_fatal(aligned, tmp_path):
+    landmarks, size = load_landmarks(aligned)
+    landmarks[GOOD[1]] = np.zeros((68, 2), np.float32)  # collapsed landmarks
+    save_landmarks(aligned, landmarks, size)
+    dst = tmp_path / "dst"
+    assert main(["mask", str(aligned), str(dst), "--quiet"]) == 0
+    with open(dst / "_failures.csv", newline="") as handle:
+        reasons = {row["path"]: row["reason"] for row in csv.DictReader(handle)}
+    assert "masking failed (degenerate anchor points" in reasons[GOOD[1]]
+    assert not (dst / GOOD[1]).exists()
+    assert (dst / GOOD[2]).is_file() and len(reasons) == 2

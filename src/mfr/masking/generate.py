@@ -99,6 +99,8 @@ def _init_worker(job: MaskJob) -> None:
 
 def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
     """Mask one image in a worker; returns (relpath, failure reason or None)."""
+    import cv2
+
     from mfr.data.images import read_image
 
     relpath, landmarks = item
@@ -114,7 +116,7 @@ def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
         _copy(source, full)
         write_bytes(label_path, encode_image(label, ".png"))
         write_bytes(masked, encode_image(out, source.suffix or ".png"))
-    except (MfrError, ValueError, OSError) as error:
+    except (MfrError, ValueError, OSError, cv2.error) as error:
         return relpath, f"{source}: masking failed ({error})"
     return relpath, None
 
