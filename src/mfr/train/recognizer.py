@@ -36,19 +36,9 @@ class TrainingData:
     classes: list[str]
 
 
-def read_identity_list(path: str | Path) -> set[str]:
-    """Identities to leave out: one name per line; blank lines and ``#`` comments ignored."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read the exclude list ({error.strerror})") from None
-    return {line.split("#", 1)[0].strip() for line in lines} - {""}
-
-
 def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) -> TrainingData:
     """Merge ``config.data`` sources by identity name, apply ``exclude`` and ``domains``."""
-    from mfr.data.dataset import load_index
+    from mfr.data.dataset import load_index, read_identity_list
 
     if not config.data:
         raise ConfigError("config: option 'data' is empty; give one or more dataset folders")
@@ -60,6 +50,11 @@ def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) 
     domains: list[np.ndarray] = []
     for source in config.data:
         index = load_index(source)
+        if index.skipped or index.missing:
+            log(
+                f"{source}: {len(index.skipped)} non-image files skipped, "
+                f"{len(index.missing)} listed images missing"
+            )
         paths += list(index.paths)
         identities += list(index.identities)
         domains.append(np.asarray(index.domains, dtype=np.uint8))
