@@ -239,6 +239,7 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     end = config.steps if stop_at is None else min(stop_at, config.steps)
     window_loss = torch.zeros((), device=info.device)
     window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
+    window_cpu = time.process_time()
     model.train()
     tick = time.perf_counter()
     for images, labels, domains in loader:
@@ -272,6 +273,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
                 "lr": step_lr,
                 "images_per_s": window_steps * len(labels) * info.world_size / elapsed,
                 "data_wait_fraction": data_wait / elapsed,
+                # CPU seconds of this process per step (data workers not included)
+                "cpu_s_per_step": (time.process_time() - window_cpu) / window_steps,
             }
             if info.is_main:
                 _append_jsonl(metrics_path, last)
@@ -282,6 +285,7 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             )
             window_loss.zero_()
             window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
+            window_cpu = time.process_time()
         if config.val_data and config.val_every and step % config.val_every == 0:
             try:
                 result = validate(backbone, config, info, out_dir, step)
