@@ -50,6 +50,7 @@ def source(tmp_path):
     _face(165, flip=True).save(root / "bob" / "masked" / "b1.jpg")
     _face(30).save(root / "bob" / "tiny.jpg")
     _face(160).save(root / "_cache" / "ignored.jpg")
+    (root / "alice" / "notes.txt").write_text("not an image")
     return root
 
 
@@ -64,8 +65,10 @@ def _csv(path):
 def test_align_writes_images_sidecar_manifest_and_failures(source, tmp_path, capsys):
     dst = tmp_path / "dst"
     assert main(["align", str(source), str(dst), "--workers", "1", "--size", "96", "-q"]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert "aligned 4 / no face 1 / unreadable 1 / too small 1 / fallback used 0" in out
+    assert "skipped 1 files" in captured.err and "notes.txt" in captured.err
     for rel in ALIGNED:
         with Image.open(dst / rel) as image:
             assert image.size == (96, 96) and image.mode == "RGB"

@@ -106,7 +106,7 @@ def _mfr2_items(root: Path, labels: Path) -> list[Item]:
     return items
 
 
-def _walk_items(root: Path) -> list[Item]:
+def _walk_items(root: Path, skipped: list) -> list[Item]:
     """Identity folders: ``ROOT/<identity>/<image>`` and ``ROOT/<identity>/masked/<image>``."""
     items = []
     for identity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -114,6 +114,8 @@ def _walk_items(root: Path) -> list[Item]:
             continue
         for path in sorted(identity_dir.rglob("*")):
             if not _is_image(path):
+                if path.is_file() and not path.name.startswith("."):
+                    skipped.append(path)
                 continue
             rel = path.relative_to(root)
             domain = int("masked" in rel.parts[1:-1])
@@ -123,14 +125,15 @@ def _walk_items(root: Path) -> list[Item]:
     return items
 
 
-def _index_items(src: Path) -> list[Item] | None:
+def _index_items(src: Path, skipped: list) -> list[Item] | None:
     """Items from ``mfr.data.dataset.load_index`` when that module exists, else None."""
     try:
         from mfr.data.dataset import load_index
     except ImportError:
         return None
     index = load_index(src)
-    base = src if src.is_dir() else src.parent
+    skipped.extend(getattr(index, "skipped", []))
+    base = (src if src.is_dir() else src.parent).resolve()
     items = []
     for path, identity, domain in zip(index.paths, index.identities, index.domains):
         path = Path(path)
@@ -142,8 +145,10 @@ def _index_items(src: Path) -> list[Item] | None:
     return items
 
 
-def list_sources(src: str | Path) -> list[Item]:
-    """Every image of SRC (identity folders, a manifest CSV, the MFR2 or LFW layout)."""
+def list_sources(src: str | Path, skipped: list | None = None) -> list[Item]:
+    """Every image of SRC (identity folders, a manifest CSV, the MFR2 or LFW layout); files
+    that are not images are appended to ``skipped``."""
+    skipped = [] if skipped is None else skipped
     src = Path(src)
     if not src.exists():
         raise MfrError(f"{src}: no such file or folder")
@@ -151,14 +156,14 @@ def list_sources(src: str | Path) -> list[Item]:
         src = src / "images"  # the LFW layout: lfw/images/<Name>/<Name>_NNNN.jpg
     if src.is_dir() and (src / "mfr2_labels.txt").is_file():
         return _mfr2_items(src, src / "mfr2_labels.txt")
-    items = _index_items(src)
+    items = _index_items(src, skipped)
     if items is not None:
         return items
     if src.is_file() and src.suffix.lower() == ".csv":
         return _manifest_items(src)
     if not src.is_dir():
         raise MfrError(f"{src}: expected a folder of identity folders or a manifest CSV")
-    return _walk_items(src)
+    return _walk_items(src, skipped)
 
 
 def _manifest_items(manifest: Path) -> list[Item]:
@@ -421,8 +426,14 @@ def align_folder(
         raise MfrError(f"--size {size}: aligned images need at least 16 pixels")
     if dst.resolve() == (src if src.is_dir() else src.parent).resolve():
         raise MfrError(f"{dst}: the output folder must differ from the source")
-    items = list_sources(src)
+    not_images: list = []
+    items = list_sources(src, not_images)
     summary = Summary()
+    if not_images:
+        summary.notes.append(
+            f"skipped {len(not_images)} files that are not images or lie outside identity "
+            f"folders (e.g. {not_images[0]})"
+        )
     seen: dict[str, Item] = {}
     unique, duplicates = [], []
     for item in items:
