@@ -16,7 +16,7 @@ def register(app: typer.Typer) -> None:
         src: Path = typer.Argument(
             None, help="Dataset: identity folders, a manifest CSV, or the MFR2/LFW layout."
         ),
-        dst: Path = typer.Argument(None, help="Output folder (mirrors <identity>/[masked/])."),
+        dst: Path = typer.Argument(None, help="Output folder (mirrors the identity folders)."),
         size: int = typer.Option(112, "--size", help="Side of the aligned images in pixels."),
         workers: int = typer.Option(
             0, "--workers", help="Worker processes (0 = one per CPU core)."
@@ -42,10 +42,10 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Align faces to the ArcFace 5-point template (SIZE x SIZE PNG) with dlib landmarks.
 
-        Writes DST/<identity>/[masked/]<stem>.png, DST/landmarks.npz (68 landmarks in aligned
-        coordinates), DST/manifest.csv and DST/failures.csv. Re-running resumes; shards
-        (--shard i/n) write separate progress parts, merged at the end of every run or by
-        `mfr align --merge DST`.
+        Writes DST/<identity>/<stem>.png (masked faces under <identity>/masked/), the 68
+        landmarks in aligned pixels (DST/landmarks.npz), DST/manifest.csv and
+        DST/failures.csv. A re-run resumes. Shards write separate progress parts, merged at
+        the end of every run or by `mfr align --merge DST`.
         """
         from mfr.align.batch import align_folder, merge_parts, parse_shard
         from mfr.align.detect import PICKS
