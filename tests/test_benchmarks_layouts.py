@@ -135,3 +135,24 @@ def test_real_mfr2_dev_pairs_point_at_existing_images(data_dir):
     pairs = read_mfr2_pairs(data_dir / "mfr2-dev")
     assert len(pairs) == 283 and sum(p.same for p in pairs) == 193
     assert all(p.a.is_file() and p.b.is_file() for p in pairs)
+
+
+def test_real_lfw_pairs_convert_against_an_index_of_all_lfw_images(data_dir, tmp_path):
+    from mfr.data.dataset import load_index
+
+    index = load_index(data_dir / "lfw")
+    keys = {
+        "identities": np.array(index.identities),
+        "domains": index.domains,
+        "paths": np.array(index.relative_paths()),
+    }
+    out = tmp_path / "lfw.csv"
+    result = pairs_to_csv(read_lfw_pairs(data_dir / "lfw"), keys, out)
+    assert result.written == 6000 and not result.missing
+    pairs = read_pairs(out, num_embeddings=len(index))
+    first = pairs.a[0], pairs.b[0]
+    assert [index.relative_paths()[i] for i in first] == [
+        "images/Abel_Pacheco/Abel_Pacheco_0001.jpg",
+        "images/Abel_Pacheco/Abel_Pacheco_0004.jpg",
+    ]
+    assert pairs.same.reshape(10, 600)[:, :300].all()
