@@ -261,3 +261,43 @@ def test_mfr_embed_dlib_on_real_mfr2_images(data_dir, tmp_path, capsys):
     same = emb.identities[:, None] == emb.identities[None, :]
     off_diagonal = ~np.eye(6, dtype=bool)
     assert similarity[same & off_diagonal].mean() > similarity[~same].mean()
+
+
+def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
+    tiny_dataset, tmp_path, monkeypatch
+):
+    from mfr.commands.embed import embed_dataset
+
+    class Interrupted(MeanColourEmbedder):
+        def embed(self, images, aligned=True):
+            if self.calls == 2:
+                self.calls += 1
+                raise KeyboardInterrupt
+            return super().embed(images, aligned)
+
+    quiet = {"progress": False, "log": lambda message: None, "batch_size": 2}
+    reference = tmp_path / "ref.npz"
+    monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: MeanColourEmbedder())
+    embed_dataset(tiny_dataset, "m", reference, **quiet)
+
+    out = tmp_path / "run.npz"
+    first = Interrupted()
+    monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: first)
+    with pytest.raises(KeyboardInterrupt):
+        embed_dataset(tiny_dataset, "m", out, **quiet)
+    partial = tmp_path / "run.npz.partial.npz"
+    assert partial.is_file() and not out.exists()
+
+    second = MeanColourEmbedder()
+    monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: second)
+    from mfr.commands.embed import _load_partial
+
+    assert _load_partial(partial, "another model or image list", 6) is None
+    second.calls = 0
+    summary = embed_dataset(tiny_dataset, "m", out, **quiet)
+    assert summary["resumed"] and second.calls == 2  # 4 of 6 images were left: 2 batches
+    assert not partial.exists()
+    done, expected = load_embeddings(out), load_embeddings(reference)
+    assert list(done.paths) == list(expected.paths)
+    np.testing.assert_array_equal(done.embeddings, expected.embeddings)
+    assert summary["bad_files"] == 1

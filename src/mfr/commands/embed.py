@@ -13,7 +13,7 @@ def _batches(items: list, size: int):
 
 
 def _decode_batch(paths: list[Path]):
-    """Decode a batch; return (kept row numbers, images, [(path, reason)] of bad files)."""
+    """Decode a batch; return (kept row numbers, images, [(row, message)] of bad files)."""
     from mfr.data.images import read_image
     from mfr.errors import BadImageError
 
@@ -23,8 +23,38 @@ def _decode_batch(paths: list[Path]):
             images.append(read_image(path))
             rows.append(row)
         except BadImageError as error:
-            bad.append((path, str(error)))
+            bad.append((row, str(error)))
     return rows, images, bad
+
+
+SAVE_EVERY_S = 60.0  # how often a long run saves its progress for --resume
+
+
+def _fingerprint(model: str, flip: bool, aligned, relative: list[str]) -> str:
+    """What a partial run must share with this one to be resumed."""
+    import hashlib
+
+    digest = hashlib.sha1("\n".join(relative).encode("utf-8")).hexdigest()
+    return f"model={model};flip={flip};aligned={aligned};images={len(relative)};{digest}"
+
+
+def _load_partial(path: Path, fingerprint: str, count: int):
+    """(rows, embeddings, bad_rows, bad_reasons) of an earlier run of the same job, or None."""
+    import numpy as np
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["fingerprint"]) != fingerprint:
+                return None
+            rows, bad_rows = data["rows"], data["bad_rows"]
+            result = (rows, data["embeddings"], bad_rows, data["bad_reasons"])
+    except (OSError, KeyError, ValueError):
+        return None
+    if len(rows) != len(result[1]) or np.any(rows >= count) or np.any(bad_rows >= count):
+        return None
+    return result
 
 
 def _unit(x):
@@ -45,12 +75,15 @@ def embed_dataset(
     aligned: bool | None = None,
     log=print,
     progress: bool = True,
+    resume: bool = True,
 ) -> dict:
     """Embed every image of ``src`` with ``model`` and write ``out``; return a summary dict.
 
     ``aligned=None`` leaves the choice to the embedder (dlib detects faces, checkpoints
     expect aligned crops). With ``flip`` the embedding is the mean of the L2-normalised
-    embeddings of the image and its mirror image, normalised again.
+    embeddings of the image and its mirror image, normalised again. Progress is saved to
+    ``OUT.partial.npz`` (every minute and when interrupted); a rerun of the same job
+    (same images, model and options) with ``resume`` continues from it.
     """
     import time
     from concurrent.futures import ThreadPoolExecutor
@@ -62,6 +95,7 @@ def embed_dataset(
     from mfr.embedders import load_embedder
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
+    from mfr.io import atomic_write
 
     if batch_size < 1:
         raise MfrError(f"--batch-size must be at least 1, got {batch_size}")
@@ -71,45 +105,86 @@ def embed_dataset(
     embedder = load_embedder(model)
     options = {} if aligned is None else {"aligned": aligned}
     relative = index.relative_paths()
-    chunks = list(_batches(list(enumerate(index.paths)), batch_size))
 
     started = time.perf_counter()
+    partial_path = out.with_name(out.name + ".partial.npz")
+    fingerprint = _fingerprint(model, flip, aligned, relative)
+    done = _load_partial(partial_path, fingerprint, len(index)) if resume else None
     kept_rows: list[int] = []
     parts: list[np.ndarray] = []
-    bad: list[tuple[Path, str]] = []
+    bad_rows: list[int] = []
+    bad_reasons: list[str] = []
+    if done is not None:
+        kept_rows, bad_rows, bad_reasons = list(done[0]), list(done[2]), list(done[3])
+        parts.append(done[1])
+        log(f"resuming {partial_path}: {len(kept_rows) + len(bad_rows)} images already done")
+    finished = set(kept_rows) | set(bad_rows)
+    todo = [(row, path) for row, path in enumerate(index.paths) if row not in finished]
+    chunks = list(_batches(todo, batch_size))
+
+    def save_partial() -> None:
+        if kept_rows or bad_rows:
+            with atomic_write(partial_path, "wb") as handle:
+                np.savez(
+                    handle,
+                    fingerprint=np.array(fingerprint),
+                    rows=np.asarray(kept_rows, dtype=np.int64),
+                    embeddings=np.concatenate(parts) if parts else np.zeros((0, 1), np.float32),
+                    bad_rows=np.asarray(bad_rows, dtype=np.int64),
+                    bad_reasons=np.asarray(bad_reasons, dtype=str),
+                )
+
     bar = tqdm(
-        total=len(index), desc=f"embed ({embedder.name})", unit="img", disable=not progress or None
+        total=len(index),
+        initial=len(finished),
+        desc=f"embed ({embedder.name})",
+        unit="img",
+        disable=not progress or None,
     )
-    with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while embedding
-        pending = pool.submit(_decode_batch, chunks[0]) if chunks else None
-        for number in range(len(chunks)):
-            rows, images, batch_bad = pending.result()
-            if number + 1 < len(chunks):
-                pending = pool.submit(_decode_batch, chunks[number + 1])
-            for _path, message in batch_bad:
-                log(f"skipped {message}")
-            bad += batch_bad
-            if images:
-                features = np.asarray(embedder.embed(images, **options), dtype=np.float32)
-                if flip:
-                    mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
-                    features = _unit(
-                        _unit(features) + _unit(embedder.embed(mirrored, **options))
-                    ).astype(np.float32)
-                parts.append(features)
-                kept_rows += rows
-            bar.update(len(rows) + len(batch_bad))
-    bar.close()
+    last_save = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while embedding
+            pending = pool.submit(_decode_batch, chunks[0]) if chunks else None
+            for number in range(len(chunks)):
+                rows, images, batch_bad = pending.result()
+                if number + 1 < len(chunks):
+                    pending = pool.submit(_decode_batch, chunks[number + 1])
+                if images:
+                    features = np.asarray(embedder.embed(images, **options), dtype=np.float32)
+                    if flip:
+                        mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
+                        features = _unit(
+                            _unit(features) + _unit(embedder.embed(mirrored, **options))
+                        ).astype(np.float32)
+                    parts.append(features)
+                    kept_rows += rows
+                for row, message in batch_bad:
+                    log(f"skipped {message}")
+                    bad_rows.append(row)
+                    bad_reasons.append(message)
+                bar.update(len(rows) + len(batch_bad))
+                if time.monotonic() - last_save > SAVE_EVERY_S:
+                    save_partial()
+                    last_save = time.monotonic()
+    except BaseException:
+        save_partial()  # an interrupted run resumes from here
+        raise
+    finally:
+        bar.close()
     if not kept_rows:
-        raise MfrError(f"{src}: no image could be decoded ({len(bad)} bad files)")
-    embeddings = np.concatenate(parts)
+        raise MfrError(f"{src}: no image could be decoded ({len(bad_rows)} bad files)")
+    order = np.argsort(np.asarray(kept_rows, dtype=np.int64), kind="stable")
+    kept = np.asarray(kept_rows, dtype=np.int64)[order]
+    embeddings = np.concatenate(parts)[order]
     save_embeddings(
         out,
         embeddings,
-        np.array([index.identities[r] for r in kept_rows], dtype=str),
-        index.domains[kept_rows],
-        np.array([relative[r] for r in kept_rows], dtype=str),
+        np.array([index.identities[r] for r in kept], dtype=str),
+        index.domains[kept],
+        np.array([relative[r] for r in kept], dtype=str),
     )
+    partial_path.unlink(missing_ok=True)
+    bad = bad_rows
     seconds = time.perf_counter() - started
     summary = {
         "out": str(out),
@@ -117,6 +192,7 @@ def embed_dataset(
         "images": len(kept_rows),
         "dim": int(embeddings.shape[1]),
         "bad_files": len(bad),
+        "resumed": done is not None,
         "seconds": round(seconds, 2),
     }
     if hasattr(embedder, "fallback_count"):
@@ -146,6 +222,9 @@ def register(app: typer.Typer) -> None:
             help="Inputs are aligned crops / detect the face first "
             "(default: the model's own choice; dlib detects).",
         ),
+        resume: bool = typer.Option(
+            True, "--resume/--restart", help="Continue an interrupted run of the same job."
+        ),
     ) -> None:
         """Embed every image of a dataset and write the embeddings file (.npz)."""
         summary = embed_dataset(
@@ -157,6 +236,7 @@ def register(app: typer.Typer) -> None:
             exclude=exclude,
             limit=limit,
             aligned=aligned,
+            resume=resume,
             log=lambda message: typer.echo(f"mfr: {message}", err=True),
         )
         text = (
