@@ -47,15 +47,28 @@ def photo(rng):
     return rng.integers(0, 256, size=(24, 32, 3), dtype=np.uint8)
 
 
+def _corrupt_png(array: np.ndarray) -> bytes:
+    """A PNG whose compressed pixel data has one flipped byte."""
+    data = bytearray(_png_bytes(array))
+    data[data.index(b"IDAT") + 10] ^= 0xFF
+    return bytes(data)
+
+
 @pytest.mark.parametrize(
     ("name", "make", "reason"),
     [
-        ("corrupt.jpg", lambda p: b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "corrupt"),
-        ("truncated.jpg", lambda p: _jpeg_bytes(p)[: len(_jpeg_bytes(p)) // 2], "truncated"),
-        ("truncated.png", lambda p: _png_bytes(p)[: len(_png_bytes(p)) // 2], "truncated"),
-        ("empty.png", lambda p: b"", "empty file (0 bytes)"),
-        ("notes.jpg", lambda p: b"this is a text file, not a photo\n" * 10, "not an image file"),
-        ("bomb.png", lambda p: _bomb_png(100_000, 100_000), "decompression bomb"),
+        ("a.png", _corrupt_png, "corrupt image data"),
+        ("b.jpg", lambda p: b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4, "not an image file"),
+        ("c.jpg", lambda p: _jpeg_bytes(p)[: len(_jpeg_bytes(p)) // 2], "truncated image data"),
+        ("d.png", lambda p: _png_bytes(p)[: len(_png_bytes(p)) // 2], "truncated image data"),
+        ("e.png", lambda p: b"", "empty file (0 bytes)"),
+        ("f.jpg", lambda p: b"this is a text file, not a photo\n" * 10, "not an image file"),
+        (
+            "g.png",
+            lambda p: _bomb_png(10_000, 10_000),
+            "over the limit of 64,000,000 (possible decompression bomb)",
+        ),
+        ("h.png", lambda p: _bomb_png(100_000, 100_000), "decompression bomb"),
     ],
 )
 def test_bad_file_raises_bad_image_error_naming_file_and_reason(
@@ -67,7 +80,7 @@ def test_bad_file_raises_bad_image_error_naming_file_and_reason(
         read_image(path)
     message = str(caught.value)
     assert message.startswith(f"{path}: ")
-    assert reason in message
+    assert reason in message[len(f"{path}: ") :]
 
 
 def test_missing_file_and_folder_raise_bad_image_error(tmp_path):
