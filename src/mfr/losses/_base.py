@@ -57,10 +57,19 @@ class ClassCenterFC(nn.Module):
                 bound = 1.0 / embedding_dim**0.5
                 nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.normalized:
-            return F.linear(F.normalize(features, dim=1), F.normalize(self.weight, dim=1))
-        return F.linear(features, self.weight, self.bias)
+    def forward(self, features: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        if not self.normalized:
+            return F.linear(features, self.weight, self.bias)
+        return self.scaled_products(F.normalize(features, dim=1) * scale)
+
+    def scaled_products(self, features: torch.Tensor) -> torch.Tensor:
+        """``<f, w_j/|w_j|>`` for raw ``f`` (B, C).
+
+        Dividing the (B, C) product by the class norms, instead of normalising the (C, D)
+        weight, keeps the large elementwise work (and its backward) off the weight matrix.
+        """
+        inv_norm = torch.linalg.vector_norm(self.weight, dim=1).clamp_min(1e-12).reciprocal()
+        return F.linear(features, self.weight) * inv_norm
 
 
 def check_inputs(features: torch.Tensor, labels: torch.Tensor) -> None:
@@ -80,3 +89,17 @@ def pairwise_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """
     d2 = a.pow(2).sum(1)[:, None] + b.pow(2).sum(1)[None, :] - 2.0 * (a @ b.t())
     return d2.clamp_min(1e-12).sqrt()
+
+
+def group_means(
+    keys: torch.Tensor, features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Distinct ``keys`` of the batch, their sample counts and the mean feature of each.
+
+    Sums are one (U, B) x (B, D) product, so the result is deterministic on every device
+    (no atomics) and the work scales with the batch, never with the number of classes.
+    """
+    unique, inverse = torch.unique(keys, return_inverse=True)
+    members = F.one_hot(inverse, len(unique)).t().to(features.dtype)
+    counts = members.sum(1)
+    return unique, counts, (members @ features) / counts[:, None]

@@ -18,15 +18,15 @@ from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
 
 
 def arcface_margin(
-    cosine: torch.Tensor,
+    scaled_cosine: torch.Tensor,
     labels: torch.Tensor,
     scale: float,
     margin: float,
     easy_margin: bool = False,
 ) -> torch.Tensor:
-    """Turn cosines (B, C) into ArcFace logits (the target column gets the angular margin)."""
+    """Turn ``s * cos`` (B, C) into ArcFace logits (the target column gets the angular margin)."""
     rows = torch.arange(len(labels), device=labels.device)
-    cos_t = cosine[rows, labels]
+    cos_t = scaled_cosine[rows, labels] / scale
     # clamp keeps the gradient finite (zero) at |cos| = 1.
     sin_t = (1.0 - cos_t * cos_t).clamp_min(1e-12).sqrt()
     cos_t_m = cos_t * math.cos(margin) - sin_t * math.sin(margin)
@@ -35,8 +35,7 @@ def arcface_margin(
     else:
         threshold = math.cos(math.pi - margin)
         target = torch.where(cos_t > threshold, cos_t_m, cos_t - margin * math.sin(margin))
-    onehot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-    return scale * (cosine + onehot * (target - cos_t)[:, None])
+    return scaled_cosine.index_put((rows, labels), scale * target)
 
 
 class ArcFaceLoss(RecognitionLoss):
@@ -57,11 +56,11 @@ class ArcFaceLoss(RecognitionLoss):
         self.fc = ClassCenterFC(num_classes, embedding_dim, normalized=True)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.fc(features)
+        return self.fc(features, self.scale)
 
     def forward(self, features, labels, domains=None):
         check_inputs(features, labels)
         logits = arcface_margin(
-            self.fc(features), labels, self.scale, self.margin, self.easy_margin
+            self.fc(features, self.scale), labels, self.scale, self.margin, self.easy_margin
         )
         return F.cross_entropy(logits, labels)

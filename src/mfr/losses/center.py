@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from mfr.losses._base import RecognitionLoss, check_inputs
+from mfr.losses._base import RecognitionLoss, check_inputs, group_means
 from mfr.losses.softmax import SoftmaxLoss
 
 
@@ -41,14 +41,12 @@ class CenterLoss(RecognitionLoss):
 
     @torch.no_grad()
     def update_centers(self, features: torch.Tensor, labels: torch.Tensor) -> None:
-        """Wen et al.'s eq. 4 for the classes of the batch (a no-op in eval mode)."""
-        feats = features.detach().to(self.centers.dtype)
-        counts = torch.zeros(self.num_classes, device=feats.device, dtype=feats.dtype)
-        counts.index_add_(0, labels, torch.ones_like(labels, dtype=feats.dtype))
-        sums = torch.zeros_like(self.centers).index_add_(0, labels, feats)
-        # sum_{i: y_i=j} (c_j - f_i) = n_j c_j - sum_i f_i; zero for classes not in the batch.
-        delta = (counts[:, None] * self.centers - sums) / (1 + counts[:, None])
-        self.centers.sub_(self.alpha * delta)
+        """Wen et al.'s eq. 4 for the classes of the batch."""
+        classes, counts, means = group_means(labels, features.detach().to(self.centers.dtype))
+        centers = self.centers[classes]
+        # sum_{i: y_i=j} (c_j - f_i) = n_j (c_j - mean_j)
+        delta = counts[:, None] * (centers - means) / (1 + counts[:, None])
+        self.centers.index_copy_(0, classes, centers - self.alpha * delta)
 
     def forward(self, features, labels, domains=None):
         check_inputs(features, labels)

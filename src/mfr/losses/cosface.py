@@ -13,10 +13,11 @@ import torch.nn.functional as F
 from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
 
 
-def cosface_margin(cosine: torch.Tensor, labels: torch.Tensor, scale: float, margin: float):
-    """Turn cosines (B, C) into CosFace logits: ``s * (cos - m * onehot(labels))``."""
-    onehot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-    return scale * (cosine - margin * onehot)
+def cosface_margin(scaled_cosine: torch.Tensor, labels: torch.Tensor, scale: float, margin: float):
+    """Turn ``s * cos`` (B, C) into CosFace logits ``s * (cos - m onehot(labels))``."""
+    rows = torch.arange(len(labels), device=labels.device)
+    target = scaled_cosine[rows, labels] - scale * margin
+    return scaled_cosine.index_put((rows, labels), target)
 
 
 class CosFaceLoss(RecognitionLoss):
@@ -31,9 +32,9 @@ class CosFaceLoss(RecognitionLoss):
         self.fc = ClassCenterFC(num_classes, embedding_dim, normalized=True)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.scale * self.fc(features)
+        return self.fc(features, self.scale)
 
     def forward(self, features, labels, domains=None):
         check_inputs(features, labels)
-        logits = cosface_margin(self.fc(features), labels, self.scale, self.margin)
+        logits = cosface_margin(self.fc(features, self.scale), labels, self.scale, self.margin)
         return F.cross_entropy(logits, labels)

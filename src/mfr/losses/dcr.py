@@ -22,7 +22,8 @@ identity ``l_i`` and domain ``x_i``:
 
 Steps 1 and 3 run in training mode only (like BatchNorm statistics), so ``model.eval()``
 never moves the centres. Everything is vectorised over the batch: pairwise distance matrices
-and masks, centre gathers and ``index_put_`` writes; nothing scales with the number of classes.
+and masks, per-centre batch means by one matrix product, centre gathers and ``index_copy_``
+writes; nothing scales with the number of classes.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import RecognitionLoss, check_inputs, pairwise_distance
+from mfr.losses._base import RecognitionLoss, check_inputs, group_means, pairwise_distance
 from mfr.losses.softmax import SoftmaxLoss
 
 FULL, MASKED = 0, 1
@@ -112,18 +113,16 @@ class DCRLoss(RecognitionLoss):
         centers = self.centers.view(num, dim)
         initialized = self.initialized.view(num)
         key = labels * 2 + domains  # row of each sample's own centre C_{x_i}^{l_i}
-        same_key = key[:, None] == key[None, :]
 
         if self.training:
             with torch.no_grad():
-                # Mean of the batch features of each sample's identity and domain, per sample.
-                group = same_key.to(f.dtype)
-                batch_mean = (group @ f.detach()) / group.sum(1, keepdim=True)
-                # (1) centres never observed before start at the batch mean. Samples that
-                # share a centre write identical values, so duplicate indices are harmless.
-                fresh = ~initialized[key]
-                centers.index_put_((key,), torch.where(fresh[:, None], batch_mean, centers[key]))
-                initialized.index_put_((key,), torch.ones_like(fresh))
+                # (1) centres never observed before start at the batch mean of their
+                # identity and domain.
+                seen, _, batch_mean = group_means(key, f.detach())
+                fresh = ~initialized[seen]
+                start = torch.where(fresh[:, None], batch_mean, centers[seen])
+                centers.index_copy_(0, seen, start)
+                initialized.index_fill_(0, seen, True)
 
         # (2) the loss with the centres as they now stand (gathers copy: no aliasing with (3)).
         loss = f.new_zeros(f.shape[0])
@@ -148,8 +147,8 @@ class DCRLoss(RecognitionLoss):
         if self.training:
             with torch.no_grad():
                 # (3) eq. 12 for every centre seen in the batch.
-                moved = self.beta * centers[key] + (1.0 - self.beta) * batch_mean
-                centers.index_put_((key,), moved)
+                moved = self.beta * centers[seen] + (1.0 - self.beta) * batch_mean
+                centers.index_copy_(0, seen, moved)
         return loss.mean()
 
 

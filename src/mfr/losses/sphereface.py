@@ -31,23 +31,23 @@ def cos_multiple_angle(cos_t: torch.Tensor, m: int) -> torch.Tensor:
 
 
 def sphereface_margin(
-    cosine: torch.Tensor,
+    logits: torch.Tensor,
     labels: torch.Tensor,
     norms: torch.Tensor,
     margin: int,
     lam: float | torch.Tensor,
 ) -> torch.Tensor:
-    """Turn cosines (B, C) and feature norms (B,) into A-Softmax logits."""
+    """Turn ``|f| cos`` (B, C) and the feature norms (B,) into A-Softmax logits."""
     rows = torch.arange(len(labels), device=labels.device)
-    cos_t = cosine[rows, labels]
+    norm_t = norms.clamp_min(1e-12)
+    cos_t = logits[rows, labels] / norm_t
     with torch.no_grad():
         theta = torch.acos(cos_t.clamp(-1.0, 1.0))
         k = torch.floor(theta * margin / math.pi).clamp(0, margin - 1)
     psi = (1.0 - 2.0 * (k % 2)) * cos_multiple_angle(cos_t, margin) - 2.0 * k
-    lam = torch.as_tensor(lam, dtype=cosine.dtype, device=cosine.device)
+    lam = torch.as_tensor(lam, dtype=logits.dtype, device=logits.device)
     target = (lam * cos_t + psi) / (1.0 + lam)
-    onehot = F.one_hot(labels, cosine.shape[1]).to(cosine.dtype)
-    return norms[:, None] * (cosine + onehot * (target - cos_t)[:, None])
+    return logits.index_put((rows, labels), norm_t * target)
 
 
 class SphereFaceLoss(RecognitionLoss):
@@ -79,14 +79,17 @@ class SphereFaceLoss(RecognitionLoss):
         return lam.clamp_min(self.lambda_min)
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return features.norm(dim=1, keepdim=True) * self.fc(features)
+        return self.fc.scaled_products(features)
 
     def forward(self, features, labels, domains=None):
         check_inputs(features, labels)
         if self.training:
             self.iteration += 1
-        norms = features.norm(dim=1)
         logits = sphereface_margin(
-            self.fc(features), labels, norms, self.margin, self.current_lambda()
+            self.fc.scaled_products(features),
+            labels,
+            torch.linalg.vector_norm(features, dim=1),
+            self.margin,
+            self.current_lambda(),
         )
         return F.cross_entropy(logits, labels)
