@@ -139,3 +139,15 @@ def test_gradients_are_finite_on_degenerate_batches(name, batch):
             assert torch.isfinite(x.grad).all(), (name, batch)
             grads = [p.grad for p in loss.parameters() if p.grad is not None]
             assert all(torch.isfinite(g).all() for g in grads)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_losses_run_under_bf16_autocast_with_float32_result(name):
+    loss = build_loss(name, 4, 8)
+    x, labels, domains = _batch(0)
+    x.requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = loss(x @ torch.eye(8), labels, domains)  # bf16 features, as a backbone gives
+    value.backward()
+    assert value.dtype == torch.float32 and torch.isfinite(value)
+    assert torch.isfinite(x.grad).all()
