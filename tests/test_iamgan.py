@@ -252,3 +252,14 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
         assert same(a[name], b[name]), name
     assert straight["history"] == resumed["history"]
     assert (tmp_path / "b" / "samples" / "step_0000006.png").is_file()
+
+
+def test_classifier_can_be_a_recognizer_backbone_and_stays_fixed_in_the_generator_step():
+    model = tiny_model(classifier="resnet_tiny")
+    assert type(model.C).__name__ == "BackboneClassifier"
+    model.forward()
+    before = snapshot(model.C)  # includes batch-norm running statistics
+    model.optimize_generators(1.0)
+    assert same(before, snapshot(model.C))
+    model.optimize_classifier()
+    assert not same(before, snapshot(model.C))
