@@ -103,3 +103,36 @@ def group_means(
     members = F.one_hot(inverse, len(unique)).t().to(features.dtype)
     counts = members.sum(1)
     return unique, counts, (members @ features) / counts[:, None]
+
+
+def gather_across_ranks(
+    keys: torch.Tensor, features: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Under ``torch.distributed`` (world size > 1), the keys and detached features of every
+    rank's batch concatenated in rank order; otherwise the inputs unchanged.
+
+    Centre updates computed from the gathered batch are identical on every rank, so buffers
+    such as the DCR and center-loss centres stay in sync under DDP. Every rank must call it
+    (it is used only in training mode).
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return keys, features
+    world = dist.get_world_size()
+    size = torch.tensor([keys.shape[0]], device=keys.device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    longest = int(max(int(s) for s in sizes))
+    pad = longest - keys.shape[0]
+    padded_keys = F.pad(keys, (0, pad))
+    padded_feats = F.pad(features, (0, 0, 0, pad))
+    all_keys = [torch.empty_like(padded_keys) for _ in range(world)]
+    all_feats = [torch.empty_like(padded_feats) for _ in range(world)]
+    dist.all_gather(all_keys, padded_keys)
+    dist.all_gather(all_feats, padded_feats)
+    keep = [slice(0, int(s)) for s in sizes]
+    return (
+        torch.cat([k[sl] for k, sl in zip(all_keys, keep, strict=True)]),
+        torch.cat([f[sl] for f, sl in zip(all_feats, keep, strict=True)]),
+    )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from mfr.losses._base import RecognitionLoss, check_inputs, group_means
+from mfr.losses._base import RecognitionLoss, check_inputs, gather_across_ranks, group_means
 from mfr.losses.softmax import SoftmaxLoss
 
 
@@ -42,7 +42,8 @@ class CenterLoss(RecognitionLoss):
     @torch.no_grad()
     def update_centers(self, features: torch.Tensor, labels: torch.Tensor) -> None:
         """Wen et al.'s eq. 4 for the classes of the batch."""
-        classes, counts, means = group_means(labels, features.detach().to(self.centers.dtype))
+        keys, feats = gather_across_ranks(labels, features.detach().to(self.centers.dtype))
+        classes, counts, means = group_means(keys, feats)
         centers = self.centers[classes]
         # sum_{i: y_i=j} (c_j - f_i) = n_j (c_j - mean_j)
         delta = counts[:, None] * (centers - means) / (1 + counts[:, None])

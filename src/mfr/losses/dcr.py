@@ -31,7 +31,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import RecognitionLoss, check_inputs, group_means, pairwise_distance
+from mfr.losses._base import (
+    RecognitionLoss,
+    check_inputs,
+    gather_across_ranks,
+    group_means,
+    pairwise_distance,
+)
 from mfr.losses.softmax import SoftmaxLoss
 
 FULL, MASKED = 0, 1
@@ -118,7 +124,8 @@ class DCRLoss(RecognitionLoss):
             with torch.no_grad():
                 # (1) centres never observed before start at the batch mean of their
                 # identity and domain.
-                seen, _, batch_mean = group_means(key, f.detach())
+                # Under DDP the means are over the batches of all ranks (same centres everywhere).
+                seen, _, batch_mean = group_means(*gather_across_ranks(key, f.detach()))
                 fresh = ~initialized[seen]
                 start = torch.where(fresh[:, None], batch_mean, centers[seen])
                 centers.index_copy_(0, seen, start)
