@@ -76,7 +76,5 @@ def test_cli_reports_a_bad_config_in_one_line_and_shows_a_good_one(tmp_path, cap
     assert main(["train", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.strip() == f"mfr: error: {bad}: option 'steps' expects int, got 'ten'"
-    with pytest.raises(SystemExit) as done:
-        main(["train", "--config", str(bad), "--set", "steps=3", "--show-config"])
-    assert done.value.code in (0, None)
+    assert main(["train", "--config", str(bad), "--set", "steps=3", "--show-config"]) == 0
     assert "steps: 3" in capsys.readouterr().out

@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except MfrError as error:
         typer.echo(f"mfr: error: {error}", err=True)
         return 2
+    except SystemExit as stop:  # typer ends every run with sys.exit(code)
+        code = stop.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     return 0
 
 
