@@ -3,7 +3,8 @@
 For each precision setting (fp32; bf16 autocast + channels_last) it measures, in one process
 and interleaved so machine load hits all alike:
 
-* bare: backbone forward + backward + Adam step on a fixed random batch (no data, no loss head);
+* bare: backbone forward + backward (a fixed random upstream gradient) + Adam step on a fixed
+  random batch (no data, no loss head);
 * train/softmax and train/dcr: the real trainer (`mfr.train.recognizer.train`) on image files
   (decode, resize, flip, P x K sampling, loss, logging), steady-state images/s from
   ``metrics.jsonl`` with the first ``--warmup`` steps left out.
@@ -63,13 +64,16 @@ def bare_step_times(backbone_name, size, batch, steps, warmup, bf16, channels_la
         model = model.to(memory_format=torch.channels_last)
         images = images.contiguous(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    upstream = torch.randn(batch, model.embedding_dim) / batch
     times, cpu = [], []
     for i in range(warmup + steps):
         start, start_cpu = time.perf_counter(), time.process_time()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             features = model(images)
         optimizer.zero_grad(set_to_none=True)
-        features.float().mean().backward()
+        # a unit-scale upstream gradient, as a loss gives (features.mean() would send tiny
+        # gradients that turn denormal in the backward pass and slow the CPU down)
+        features.float().backward(upstream)
         optimizer.step()
         if i >= warmup:
             times.append(time.perf_counter() - start)
