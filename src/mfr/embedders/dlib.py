@@ -36,29 +36,44 @@ class DlibEmbedder:
         self.fallback_count = 0
         self.detected_count = 0
 
+    def fallback_rectangle(self, height: int, width: int, margin: float | None = None):
+        """The whole image shrunk by ``margin`` (default ``self.margin``) on every side."""
+        import dlib
+
+        margin = self.margin if margin is None else margin
+        dx, dy = round(width * margin), round(height * margin)
+        return dlib.rectangle(dx, dy, width - 1 - dx, height - 1 - dy)
+
     def face_rectangle(self, image: np.ndarray, detect: bool = True):
         """The dlib rectangle of the largest detected face, or the fallback rectangle.
 
         Returns ``(rectangle, detected)``.
         """
-        import dlib
-
         height, width = image.shape[:2]
         if detect:
             upsample = 2 if min(height, width) < SMALL_IMAGE else 1
             faces = self.detector(image, upsample)
             if len(faces):
                 return max(faces, key=lambda r: r.width() * r.height()), True
-        dx, dy = round(width * self.margin), round(height * self.margin)
-        return dlib.rectangle(dx, dy, width - 1 - dx, height - 1 - dy), False
+        return self.fallback_rectangle(height, width), False
 
-    def embed(self, images: list[np.ndarray], aligned: bool = False) -> np.ndarray:
-        """128-d descriptors (float32, N x 128) of RGB uint8 images."""
+    def descriptors(self, images: list[np.ndarray], rectangles: list) -> np.ndarray:
+        """128-d descriptors (float32, N x 128) of the faces in the given dlib rectangles."""
         import dlib
 
         if not images:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch_images, batch_shapes = [], []
+        batch_shapes = []
+        for image, rectangle in zip(images, rectangles, strict=True):
+            shapes = dlib.full_object_detections()
+            shapes.append(self.predictor(image, rectangle))
+            batch_shapes.append(shapes)
+        descriptors = self.model.compute_face_descriptor(list(images), batch_shapes, 0)
+        return np.array([np.asarray(d[0]) for d in descriptors], dtype=np.float32)
+
+    def embed(self, images: list[np.ndarray], aligned: bool = False) -> np.ndarray:
+        """128-d descriptors (float32, N x 128) of RGB uint8 images."""
+        batch_images, rectangles = [], []
         for image in images:
             image = np.ascontiguousarray(image, dtype=np.uint8)
             if image.ndim != 3 or image.shape[2] != 3:
@@ -68,9 +83,6 @@ class DlibEmbedder:
                 self.detected_count += 1
             else:
                 self.fallback_count += 1
-            shapes = dlib.full_object_detections()
-            shapes.append(self.predictor(image, rectangle))
             batch_images.append(image)
-            batch_shapes.append(shapes)
-        descriptors = self.model.compute_face_descriptor(batch_images, batch_shapes, 0)
-        return np.array([np.asarray(d[0]) for d in descriptors], dtype=np.float32)
+            rectangles.append(rectangle)
+        return self.descriptors(batch_images, rectangles)

@@ -1,0 +1,151 @@
+"""LFW full-face verification (the standard 10-fold protocol, ``lfw/meta/pairs.csv``) for any
+model spec: 6,000 pairs, per-fold thresholds, accuracy mean +- std over the folds.
+
+    nice -n 10 .venv/bin/python benchmarks/bench_lfw_protocol.py --model dlib --detect
+    nice -n 10 .venv/bin/python benchmarks/bench_lfw_protocol.py --model runs/x/best.pt --aligned
+
+Only the images the pairs use are embedded (about 7,700). Inputs: ``--detect`` reads the raw
+LFW JPEGs (250 x 250) and lets the model find the face (dlib); ``--aligned`` reads the aligned
+copies in ``--aligned-root`` (default ``runs/data/lfw-112``, made by ``mfr align``), matched by
+identity and file stem; pairs whose image failed to align are left out and counted.
+Embeddings are cached in ``OUT_DIR/<name>.npz`` (``mfr embed``'s code: a killed run resumes
+from ``<name>.npz.partial.npz``); the result goes to ``OUT_DIR/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mfr.commands.embed import embed_dataset
+from mfr.data.benchmarks import pairs_to_csv, read_lfw_pairs
+from mfr.eval.embeddings import l2_normalise, load_embeddings
+from mfr.eval.pairs import read_pairs
+from mfr.eval.verification import pair_similarities, verification_metrics
+from mfr.io import atomic_write
+from mfr.paths import data_root
+
+
+def aligned_copy(root: Path, image: Path) -> Path | None:
+    """The aligned copy ``root/<Name>/<stem>.<png|jpg>`` of a raw LFW image, if it exists."""
+    for suffix in (".png", ".jpg", ".jpeg"):
+        candidate = root / image.parent.name / (image.stem + suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def write_image_manifest(images: list[Path], out: Path) -> None:
+    """A manifest CSV (absolute paths) of the images to embed, all full faces."""
+    with atomic_write(out, "w") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["path", "identity", "domain"])
+        for image in images:
+            writer.writerow([image.resolve().as_posix(), image.parent.name, 0])
+
+
+def default_name(model: str, aligned: bool) -> str:
+    base = model if model in {"dlib"} else Path(model).stem
+    return base if not aligned or model != "dlib" else f"{base}-aligned"
+
+
+def finite(value: float, digits: int = 5) -> float | None:
+    """``value`` rounded, or None (JSON null) where it is undefined."""
+    return round(float(value), digits) if np.isfinite(value) else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="dlib", help="'dlib', a checkpoint .pt or an .onnx")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--aligned", dest="aligned", action="store_true", default=None)
+    mode.add_argument("--detect", dest="aligned", action="store_false")
+    parser.add_argument("--lfw", type=Path, default=None, help="LFW root (default $MFR_DATA/lfw)")
+    parser.add_argument("--aligned-root", type=Path, default=Path("runs/data/lfw-112"))
+    parser.add_argument("--out-dir", type=Path, default=Path("runs/lfw-protocol"))
+    parser.add_argument("--name", default=None, help="cache name (default: the model's name)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--flip", action="store_true", help="average with the mirror image")
+    parser.add_argument("--limit-pairs", type=int, default=None, help="first N pairs (smoke)")
+    args = parser.parse_args(argv)
+
+    aligned = args.aligned if args.aligned is not None else args.model != "dlib"
+    lfw = args.lfw or data_root() / "lfw"
+    name = args.name or default_name(args.model, aligned) + ("-flip" if args.flip else "")
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+
+    pairs = read_lfw_pairs(lfw)
+    if args.limit_pairs:
+        pairs = pairs[: args.limit_pairs]
+    raw_images = sorted({image for pair in pairs for image in (pair.a, pair.b)})
+    if aligned:
+        found = [aligned_copy(args.aligned_root, image) for image in raw_images]
+        images = [image for image in found if image is not None]
+        print(f"{len(raw_images) - len(images)} of {len(raw_images)} images have no aligned copy")
+    else:
+        images = raw_images
+    manifest = args.out_dir / f"{name}-images.csv"
+    write_image_manifest(images, manifest)
+
+    cache = args.out_dir / f"{name}.npz"
+    wanted = {image.resolve().as_posix() for image in images}
+    cached = None
+    if cache.is_file():
+        cached = load_embeddings(cache)
+        have = {(args.out_dir.resolve() / p).resolve().as_posix() for p in cached.paths}
+        if not wanted <= have:
+            cached = None
+    summary = {"resumed_from_cache": cached is not None}
+    if cached is None:
+        summary.update(
+            embed_dataset(
+                manifest,
+                args.model,
+                cache,
+                batch_size=args.batch_size,
+                flip=args.flip,
+                aligned=aligned,
+                log=lambda message: print(message, file=sys.stderr),
+            )
+        )
+    embeddings = load_embeddings(cache)
+
+    pairs_csv = args.out_dir / f"{name}-pairs.csv"
+    conversion = pairs_to_csv(pairs, embeddings, pairs_csv)
+    rows = read_pairs(pairs_csv, num_embeddings=len(embeddings.embeddings))
+    started = time.perf_counter()
+    similarities = pair_similarities(l2_normalise(embeddings.embeddings), rows.a, rows.b)
+    result = verification_metrics(similarities, rows.same, folds=10)
+    report = {
+        "model": args.model,
+        "name": name,
+        "input": "aligned " + str(args.aligned_root) if aligned else "raw LFW, detect",
+        "flip": args.flip,
+        "pairs": conversion.summary(),
+        "pairs_used": int(result.num_pairs),
+        "accuracy_percent": round(100 * result.accuracy, 3),
+        "accuracy_std_percent": round(100 * result.accuracy_std, 3),
+        "fold_accuracies_percent": [round(100 * a, 2) for a in result.fold_accuracies],
+        "tar_at_far_percent": {str(k): finite(100 * v) for k, v in result.tar_at_far.items()},
+        "roc_auc": finite(result.roc_auc),
+        "embed": summary,
+        "metric_seconds": round(time.perf_counter() - started, 3),
+    }
+    with atomic_write(args.out_dir / f"{name}.json", "w") as handle:
+        json.dump(report, handle, indent=2)
+    print(json.dumps(report, indent=2))
+    print(
+        f"LFW 10-fold accuracy ({name}): {report['accuracy_percent']:.2f} % "
+        f"+- {report['accuracy_std_percent']:.2f} ({conversion.summary()})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
