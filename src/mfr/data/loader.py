@@ -43,8 +43,10 @@ class FaceImageDataset(Dataset):
         labels: np.ndarray,
         domains: np.ndarray,
         size: int,
+        targets: np.ndarray | None = None,
     ):
         self.paths = [str(p) for p in paths]
+        self.targets = None if targets is None else torch.from_numpy(np.asarray(targets))
         self.labels = np.asarray(labels, dtype=np.int64)
         self.domains = np.asarray(domains, dtype=np.uint8)
         self.size = size
@@ -63,7 +65,8 @@ class FaceImageDataset(Dataset):
     def __getitem__(self, item):
         index, flip = item if isinstance(item, tuple) else (item, False)
         image = to_network_tensor(self._load_or_substitute(index, flip))
-        return image, int(self.labels[index]), int(self.domains[index])
+        sample = (image, int(self.labels[index]), int(self.domains[index]))
+        return sample if self.targets is None else (*sample, self.targets[index])
 
     def _load_or_substitute(self, index: int, flip: bool) -> np.ndarray:
         """An unreadable file is replaced by another image of the same identity and domain
@@ -95,10 +98,12 @@ class FaceImageDataset(Dataset):
 
 
 def collate(samples):
-    """Stack ``(image, label, domain)`` samples into ``(images, labels, domains)`` tensors."""
+    """Stack ``(image, label, domain[, teacher target])`` samples into batch tensors."""
     images = torch.stack([s[0] for s in samples])
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
     domains = torch.tensor([s[2] for s in samples], dtype=torch.uint8)
+    if len(samples[0]) > 3:
+        return images, labels, domains, torch.stack([s[3] for s in samples])
     return images, labels, domains
 
 

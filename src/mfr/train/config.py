@@ -55,6 +55,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     val_data: str | None = None  # a dataset evaluated by mfr.eval every val_every steps
     val_every: int = 0
+    # teacher-guided training (docs/distillation.md): {} = off; keys: teacher (required),
+    # cache, metric, weight_full, weight_masked, weight_relational, warmup_steps
+    distill: dict[str, Any] = field(default_factory=dict)
 
     def validate(self, source: str = "config") -> None:
         """Range checks that types alone cannot express."""

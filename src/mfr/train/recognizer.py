@@ -94,18 +94,29 @@ def _lr_milestones(config: TrainConfig) -> list[int]:
 class _Model(nn.Module):
     """Backbone + loss as one module, so DDP averages the gradients of both."""
 
-    def __init__(self, backbone: nn.Module, loss: nn.Module, bf16: bool, device_type: str):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module,
+        bf16: bool,
+        device_type: str,
+        distill: nn.Module | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.loss = loss
+        self.distill = distill
         self.bf16 = bf16
         self.device_type = device_type
 
-    def forward(self, images, labels, domains):
+    def forward(self, images, labels, domains, teacher=None, step: int = 0):
         with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
             features = self.backbone(images)
         features = features.float()
-        return self.loss(features, labels, domains), features
+        loss = self.loss(features, labels, domains)
+        if self.distill is not None and teacher is not None:
+            loss = loss + self.distill(features, teacher, domains, step)[0]
+        return loss, features
 
 
 def train(
@@ -166,6 +177,7 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             "(<identity>/masked/<image>), but the training data has none"
             + (" (domains: full drops them)" if config.domains == "full" else "")
         )
+    teacher_targets, distill = _distillation(config, data, log, info)
     backbone = build_backbone(
         config.backbone, config.embedding_dim, config.input_size, config.head, config.dropout
     )
@@ -177,7 +189,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             )
         backbone.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss_state"])
-    model = _Model(backbone, loss_fn, config.bf16, info.device.type).to(info.device)
+        if distill is not None:
+            distill.load_state_dict(state["distill_state"])
+    model = _Model(backbone, loss_fn, config.bf16, info.device.type, distill).to(info.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -203,7 +217,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         world_size=info.world_size, flip_probability=config.flip, start_step=start_step,
         num_steps=config.steps,
     )  # fmt: skip
-    dataset = FaceImageDataset(data.paths, data.labels, data.domains, config.input_size)
+    dataset = FaceImageDataset(
+        data.paths, data.labels, data.domains, config.input_size, teacher_targets
+    )
     loader = make_train_loader(dataset, sampler, config.workers, config.seed)
     metrics_path = out_dir / "metrics.jsonl"
     if info.is_main:
@@ -226,6 +242,7 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             model=backbone.state_dict(),
             loss=config.loss,
             loss_state=loss_fn.state_dict(),
+            **({"distill_state": distill.state_dict()} if distill is not None else {}),
             optimizer=optimizer.state_dict(),
             scheduler=scheduler.state_dict(),
             step=step,
@@ -242,16 +259,18 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     window_cpu = time.process_time()
     model.train()
     tick = time.perf_counter()
-    for images, labels, domains in loader:
+    for batch in loader:
         if step >= end:
             break
+        images, labels, domains = batch[:3]
+        teacher = batch[3].to(info.device, non_blocking=True) if len(batch) > 3 else None
         data_wait += time.perf_counter() - tick
         images = images.to(info.device, non_blocking=True)
         if config.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(info.device, non_blocking=True)
         domains = domains.to(info.device, non_blocking=True)
-        loss, features = trained(images, labels, domains)
+        loss, features = trained(images, labels, domains, teacher, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -307,6 +326,55 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         on_finish(backbone, loss_fn)
     distributed.barrier(info)
     return last
+
+
+def _distillation(config: TrainConfig, data: TrainingData, log, info=None):
+    """Teacher targets for every training image and the distillation module, or (None, None).
+
+    The teacher embeds each image's full-face twin once (cached on disk; under DDP rank 0
+    fills the cache and the others read it); images whose twin cannot be read are left out of
+    ``data`` (logged with a count).
+    """
+    if not config.distill:
+        return None, None
+    import inspect
+
+    from mfr.distill import DistillationLoss, TeacherCache
+    from mfr.train import distributed
+
+    options = dict(config.distill)
+    teacher = options.pop("teacher", None)
+    if not isinstance(teacher, str):
+        raise ConfigError("config: distill needs 'teacher' (dlib, a checkpoint or an ONNX file)")
+    cache_dir = options.pop("cache", "runs/teacher-cache")
+    known = set(inspect.signature(DistillationLoss).parameters) - {"student_dim", "teacher_dim"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"config: unknown distill option(s) {', '.join(unknown)} "
+            f"(known: teacher, cache, {', '.join(sorted(known))})"
+        )
+    try:
+        cache = TeacherCache(cache_dir, teacher)
+        log(f"teacher {teacher}: embedding full-face twins (cached in {cache.folder})")
+        if info is not None and info.distributed and not info.is_main:
+            distributed.barrier(info)  # rank 0 fills the cache first
+        with torch.random.fork_rng(devices=[]):  # a cold or warm cache: the same run
+            targets, valid = cache.targets(data.paths)
+        if info is not None and info.distributed and info.is_main:
+            distributed.barrier(info)
+        distill = DistillationLoss(config.embedding_dim, targets.shape[1], **options)
+    except TypeError as error:
+        raise ConfigError(f"config: distill: {error}") from None
+    log(f"teacher: {cache.stats['cached']} cached, {cache.stats['computed']} computed, "
+        f"{cache.stats['no_twin']} without a full-face twin")  # fmt: skip
+    if not valid.all():
+        log(f"teacher: leaving out {int((~valid).sum())} images whose twin is unreadable")
+        keep = np.flatnonzero(valid)
+        data.paths = [data.paths[i] for i in keep]
+        data.labels, data.domains = data.labels[keep], data.domains[keep]
+        targets = targets[keep]
+    return targets, distill
 
 
 def _check_resume_matches(state: dict[str, Any], config: TrainConfig, path: Path) -> None:
