@@ -160,7 +160,7 @@ def test_bad_photos_give_one_clear_message_each_and_leave_the_gallery_intact(
 def test_several_faces_take_the_largest_and_say_so(setup, capsys, tmp_path, data_dir):
     import cv2
 
-    from mfr.api import read_image
+    from mfr.data.images import read_image
 
     model, _, gallery = setup
     lfw = sorted((data_dir / "lfw" / "images").glob("*/*.jpg"))[:2]

@@ -18,31 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.errors import BadImageError, MfrError
+from mfr.data.images import read_image
+from mfr.errors import MfrError
 from mfr.gallery.faces import prepare_face
 from mfr.gallery.search import GallerySearch, Match
 from mfr.gallery.store import Gallery, ModelInfo, normalise
 
 ImageLike = str | Path | np.ndarray
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to RGB uint8 (``mfr.data.images.read_image`` when present)."""
-    try:
-        from mfr.data.images import read_image as shared_reader
-    except ImportError:
-        shared_reader = None
-    if shared_reader is not None:
-        return shared_reader(path)
-    from PIL import Image
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except FileNotFoundError as error:
-        raise BadImageError(f"{path}: no such file") from error
-    except Exception as error:
-        raise BadImageError(f"{path}: unreadable image ({error})") from error
 
 
 @dataclass

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.align.landmarks import save_landmarks
+from mfr.data.images import read_image
 from mfr.errors import MfrError
 from mfr.io import atomic_write
 
@@ -214,25 +215,6 @@ def _init_worker(options: dict) -> None:
     _made_dirs.clear()
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image to RGB uint8 (``mfr.data.images.read_image`` when it exists)."""
-    try:
-        from mfr.data.images import read_image
-    except ImportError:
-        read_image = None
-    if read_image is not None:
-        return read_image(path)
-    from PIL import Image
-
-    from mfr.errors import BadImageError
-
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except Exception as error:
-        raise BadImageError(f"{path}: cannot decode image ({error})") from error
-
-
 def _write_replace(path: Path, data: bytes) -> None:
     """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
     image, and a power loss at worst loses images whose progress was not yet recorded (part
@@ -257,7 +239,7 @@ def _process(item: Item):
     from mfr.errors import MfrError
 
     try:
-        image = read_rgb(item.source)
+        image = read_image(item.source)
     except MfrError as error:
         return item, "unreadable", str(error), 0
     except OSError as error:
