@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -91,8 +93,9 @@ class TeacherCache:
         if not keys:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        index = len(list(self.folder.glob("part-*.npz")))
-        with atomic_write(self.folder / f"part-{index:05d}.npz", "wb") as handle:
+        # unique per process and flush, so several processes can fill one cache at once
+        name = f"part-{os.getpid()}-{time.time_ns()}.npz"
+        with atomic_write(self.folder / name, "wb") as handle:
             np.savez(handle, keys=np.array(keys), embeddings=np.stack(rows).astype(np.float32))
 
     def targets(
