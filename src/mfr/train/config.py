@@ -35,6 +35,7 @@ class TrainConfig:
     exclude: list[str] = field(default_factory=list)  # files listing identities to leave out
     domains: str = "both"  # "both" or "full" (drop the masked twins)
     min_images: int = 1  # leave out identities with fewer full-face images
+    max_images: int = 0  # > 0: keep only the first N full faces of an identity (+ twins)
     flip: float = 0.5  # probability of a horizontal flip
     workers: int = 2
     # sampling and schedule (paper: 32 x 6, Adam 1e-4, x0.1 at 50 % and 75 %)
@@ -68,6 +69,7 @@ class TrainConfig:
             (self.p >= 2, "p", "must be >= 2 (a batch needs two identities)"),
             (self.k >= 1, "k", "must be positive"),
             (self.min_images >= 1, "min_images", "must be positive"),
+            (self.max_images >= 0, "max_images", "must be >= 0 (0 keeps all)"),
             (self.steps >= 1, "steps", "must be positive"),
             (self.lr > 0, "lr", "must be positive"),
             (0.0 <= self.flip <= 1.0, "flip", "must be a probability"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,8 @@ def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) 
         for name, domain in zip(identities, domain_array):
             full_counts[name] = full_counts.get(name, 0) + int(domain == 0)
         keep &= np.array([full_counts[name] >= config.min_images for name in identities])
+    if config.max_images > 0:
+        keep &= _first_images(paths, identities, config.max_images)
     paths = [p for p, k in zip(paths, keep) if k]
     identities = [i for i, k in zip(identities, keep) if k]
     domain_array = domain_array[keep]
@@ -85,6 +88,17 @@ def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) 
         f"{len(classes)} identities from {sources}; {dropped_ids} identities excluded"
     )
     return TrainingData(paths, labels, domain_array, classes)
+
+
+def _first_images(paths: list[Path], identities: list[str], limit: int) -> np.ndarray:
+    """Mask keeping, per identity, the first ``limit`` full faces (by file name) and their
+    masked twins (same file name under ``masked/``)."""
+    chosen: dict[str, set[str]] = defaultdict(set)
+    full = ((Path(p).name, i) for p, i in zip(paths, identities) if "masked" not in Path(p).parts)
+    for name, identity in sorted(full):
+        if len(chosen[identity]) < limit:
+            chosen[identity].add(name)
+    return np.array([Path(p).name in chosen[i] for p, i in zip(paths, identities)], dtype=bool)
 
 
 def _lr_milestones(config: TrainConfig) -> list[int]:
