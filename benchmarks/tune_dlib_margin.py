@@ -146,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--masked", type=Path, default=Path("runs/masked/lfw-112-template"))
     parser.add_argument("--identities", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--framings", type=float, nargs="+", default=list(FRAMINGS))
     parser.add_argument("--workers", type=int, default=2, help="processes (one per framing)")
     parser.add_argument("--out", type=Path, default=Path("runs/bench/tune_dlib_margin.json"))
     args = parser.parse_args(argv)
@@ -161,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{int(is_probe.sum())} masked probes, {int((~is_probe).sum())} full gallery"
     )
     report = {"identities": len(set(identities)), "seed": args.seed, "framings": {}}
-    jobs = [(args.masked, chosen, landmarks, framing) for framing in FRAMINGS]
+    jobs = [(args.masked, chosen, landmarks, framing) for framing in args.framings]
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for framing, (rows, counts) in zip(FRAMINGS, pool.map(run_framing, *zip(*jobs))):
+        for framing, (rows, counts) in zip(args.framings, pool.map(run_framing, *zip(*jobs))):
             report["framings"][str(framing)] = {"counts": counts, "margins": rows}
     mean_rank1 = {
         margin: float(

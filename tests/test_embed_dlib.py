@@ -215,6 +215,16 @@ def test_dlib_fallback_rectangle_for_faceless_image(dlib_embedder, rng):
         79 - round(80 * dlib_embedder.margin),
         99 - round(100 * dlib_embedder.margin),
     )
+    # the default margin 0 is the whole image; a margin shrinks every side by that fraction
+    assert dlib_embedder.margin == 0.0
+    assert (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom()) == (
+        0,
+        0,
+        79,
+        99,
+    )
+    shrunk = dlib_embedder.fallback_rectangle(100, 80, margin=0.1)
+    assert (shrunk.left(), shrunk.top(), shrunk.right(), shrunk.bottom()) == (8, 10, 71, 89)
     before = dlib_embedder.fallback_count
     out = dlib_embedder.embed([noise])
     assert out.shape == (1, 128) and out.dtype == np.float32
