@@ -9,7 +9,9 @@ LFW JPEGs (250 x 250) and lets the model find the face (dlib); ``--aligned`` rea
 copies in ``--aligned-root`` (default ``runs/data/lfw-112``, made by ``mfr align``), matched by
 identity and file stem; pairs whose image failed to align are left out and counted.
 Embeddings are cached in ``OUT_DIR/<name>.npz`` (``mfr embed``'s code: a killed run resumes
-from ``<name>.npz.partial.npz``); the result goes to ``OUT_DIR/<name>.json``.
+from ``<name>.npz.partial.npz``) and reused only when ``OUT_DIR/<name>.model.txt`` names the
+same model (dlib margin, or the model file's path, size and time) and options; the result goes
+to ``OUT_DIR/<name>.json``. ``<name>`` defaults to ``dlib`` or ``<folder>-<stem>`` of the file.
 """
 
 from __future__ import annotations
@@ -51,8 +53,23 @@ def write_image_manifest(images: list[Path], out: Path) -> None:
 
 
 def default_name(model: str, aligned: bool) -> str:
-    base = model if model in {"dlib"} else Path(model).stem
-    return base if not aligned or model != "dlib" else f"{base}-aligned"
+    """``dlib`` / ``dlib-aligned``, or ``<folder>-<stem>`` of a model file (x/best.pt: x-best)."""
+    if model == "dlib":
+        return "dlib-aligned" if aligned else "dlib"
+    path = Path(model)
+    return f"{path.parent.name}-{path.stem}" if path.parent.name else path.stem
+
+
+def model_identity(model: str, aligned: bool, flip: bool) -> str:
+    """What a cached embeddings file must have been made with to be reused."""
+    if model == "dlib":
+        from mfr.embedders.dlib import DlibEmbedder
+
+        spec = f"dlib margin={DlibEmbedder.__init__.__defaults__[0]}"
+    else:
+        stat = Path(model).stat()
+        spec = f"{Path(model).resolve()} size={stat.st_size} mtime={stat.st_mtime_ns}"
+    return f"{spec} aligned={aligned} flip={flip}"
 
 
 def finite(value: float, digits: int = 5) -> float | None:
@@ -94,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
     write_image_manifest(images, manifest)
 
     cache = args.out_dir / f"{name}.npz"
+    stamp = args.out_dir / f"{name}.model.txt"
+    identity = model_identity(args.model, aligned, args.flip)
     wanted = {image.resolve().as_posix() for image in images}
+    same_model = stamp.is_file() and stamp.read_text().strip() == identity
     cached = None
-    if cache.is_file():
+    if cache.is_file() and same_model:
         cached = load_embeddings(cache)
         have = {(args.out_dir.resolve() / p).resolve().as_posix() for p in cached.paths}
         if not wanted <= have:
             cached = None
     summary = {"resumed_from_cache": cached is not None}
     if cached is None:
+        with atomic_write(stamp, "w") as handle:
+            handle.write(identity + "\n")
         summary.update(
             embed_dataset(
                 manifest,
@@ -112,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 flip=args.flip,
                 aligned=aligned,
                 log=lambda message: print(message, file=sys.stderr),
+                resume=same_model,  # a partial file of another model or margin is not reused
             )
         )
     embeddings = load_embeddings(cache)
@@ -127,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": name,
         "input": "aligned " + str(args.aligned_root) if aligned else "raw LFW, detect",
         "flip": args.flip,
+        "model_identity": identity,
         "pairs": conversion.summary(),
         "pairs_used": int(result.num_pairs),
         "accuracy_percent": round(100 * result.accuracy, 3),
