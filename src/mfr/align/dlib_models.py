@@ -21,7 +21,7 @@ _FILES = {
 
 
 def model_path(name: str) -> Path:
-    """Path of one model file: ``predictor68``, ``predictor5``, ``descriptor`` or ``cnn_detector``."""
+    """Path of a model file: ``predictor68``, ``predictor5``, ``descriptor``, ``cnn_detector``."""
     spec = importlib.util.find_spec("face_recognition_models")
     if spec is None or not spec.submodule_search_locations:
         raise MfrError("the face-recognition-models package is not installed (pip install it)")

@@ -13,39 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mfr.data.images import IMAGE_SUFFIXES, resize_square
+from mfr.data.images import read_image as read_rgb
+
+__all__ = ["IMAGE_SUFFIXES", "read_rgb", "resize_square"]
+
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode ``path`` to RGB uint8 with the shared reader (BadImageError on failure)."""
-    try:
-        from mfr.data.images import read_image
-    except ImportError:  # the shared reader is not there yet: same contract via PIL
-        from PIL import Image
-
-        from mfr.errors import BadImageError
-
-        try:
-            with Image.open(path) as image:
-                return np.asarray(image.convert("RGB"))
-        except Exception as error:
-            raise BadImageError(f"{path}: cannot decode image ({error})") from None
-    return read_image(path)
-
-
-def resize_square(image: np.ndarray, size: int, crop: float = 1.0) -> np.ndarray:
-    """Centre-crop ``crop`` of the shorter side (1.0 = whole image squashed) and resize."""
-    import cv2
-
-    if crop < 1.0:
-        height, width = image.shape[:2]
-        side = int(round(min(height, width) * crop))
-        top, left = (height - side) // 2, (width - side) // 2
-        image = image[top : top + side, left : left + side]
-    interp = cv2.INTER_AREA if max(image.shape[:2]) > size else cv2.INTER_LINEAR
-    return cv2.resize(image, (size, size), interpolation=interp)
 
 
 def _is_image(path: Path) -> bool:

@@ -137,3 +137,20 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
         Image.fromarray(np.ascontiguousarray(array)).save(
             handle, format=image_format, **_SAVE_OPTIONS.get(image_format, {})
         )
+
+
+def resize_square(image: np.ndarray, size: int, crop: float = 1.0) -> np.ndarray:
+    """Resize to ``size`` x ``size`` (area filter when shrinking); with ``crop`` < 1, first take
+    that fraction of the shorter side from the centre (1.0: the whole image, squashed)."""
+    import cv2
+
+    if crop < 1.0:
+        height, width = image.shape[:2]
+        side = int(round(min(height, width) * crop))
+        top, left = (height - side) // 2, (width - side) // 2
+        image = image[top : top + side, left : left + side]
+    if image.shape[0] == size and image.shape[1] == size:
+        return image
+    shrink = image.shape[0] > size or image.shape[1] > size
+    interp = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    return cv2.resize(image, (size, size), interpolation=interp)

@@ -15,17 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize an RGB uint8 image to ``size`` x ``size`` (area filter when shrinking)."""
-    if image.shape[0] == size and image.shape[1] == size:
-        return image
-    import cv2
-
-    shrink = image.shape[0] > size or image.shape[1] > size
-    return cv2.resize(
-        image, (size, size), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
-    )
+from mfr.data.images import resize_square
 
 
 def to_network_tensor(image: np.ndarray) -> torch.Tensor:

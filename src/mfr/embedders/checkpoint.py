@@ -38,7 +38,7 @@ class CheckpointEmbedder:
     @torch.no_grad()
     def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:
         """Embed aligned faces (``aligned=False`` is not supported: align them first)."""
-        from mfr.data.loader import resize_square
+        from mfr.data.images import resize_square
         from mfr.errors import MfrError
         from mfr.nets.preprocess import images_to_tensor
 

@@ -59,7 +59,7 @@ def generate_masked(
     ``composite`` keeps the source pixels outside S's mask region (sharper at CPU scale)."""
     import cv2
 
-    from mfr.data.gan_data import resize_square
+    from mfr.data.images import resize_square
     from mfr.nets.preprocess import images_to_tensor, tensor_to_images
     from mfr.train.seg_predict import predict_images
 

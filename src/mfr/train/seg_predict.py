@@ -17,7 +17,7 @@ def predict_images(model: MaskSegmenter, images: list[np.ndarray]) -> list[np.nd
     """RGB uint8 images of any sizes -> uint8 masks (255 = mask) at each image's own size."""
     import cv2
 
-    from mfr.data.gan_data import resize_square
+    from mfr.data.images import resize_square
     from mfr.train.segmenter import predict_masks
 
     if not images:
