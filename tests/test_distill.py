@@ -92,6 +92,8 @@ def test_distillation_rejects_bad_options():
 def test_full_twin_path_drops_the_masked_component():
     assert full_twin_path(Path("/d/alice/masked/a.jpg")) == Path("/d/alice/a.jpg")
     assert full_twin_path(Path("/d/alice/a.jpg")) == Path("/d/alice/a.jpg")
+    # a folder called "masked" higher up is not the domain marker
+    assert full_twin_path(Path("/masked/d/alice/a.jpg")) == Path("/masked/d/alice/a.jpg")
 
 
 class _CountingTeacher:

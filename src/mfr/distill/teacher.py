@@ -25,12 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def full_twin_path(path: Path) -> Path:
-    """The full-face twin of ``path``: the path without its last ``masked`` component."""
-    parts = list(path.parts)
-    if "masked" not in parts:
-        return path
-    index = len(parts) - 1 - parts[::-1].index("masked")
-    return Path(*parts[:index], *parts[index + 1 :])
+    """The full-face twin of ``path``: ``<id>/masked/<img>`` -> ``<id>/<img>`` (else itself)."""
+    if path.parent.name == "masked":
+        return path.parent.parent / path.name
+    return path
 
 
 def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
