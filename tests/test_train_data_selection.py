@@ -9,7 +9,8 @@ from mfr.train.recognizer import load_training_data
 
 
 def test_max_images_keeps_first_full_faces_with_their_masked_twins(tmp_path):
-    data = make_dataset(tmp_path / "data", identities=3, per_identity=4, masked=2)
+    # a folder named "masked" above the dataset must not be mistaken for the domain
+    data = make_dataset(tmp_path / "masked" / "data", identities=3, per_identity=4, masked=2)
     config = apply_overrides(TrainConfig(), tiny_overrides(data, max_images=1))
     selected = load_training_data(config, log=lambda _: None)
     names = sorted(p.relative_to(data).as_posix() for p in selected.paths)

@@ -70,7 +70,7 @@ def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) 
             full_counts[name] = full_counts.get(name, 0) + int(domain == 0)
         keep &= np.array([full_counts[name] >= config.min_images for name in identities])
     if config.max_images > 0:
-        keep &= _first_images(paths, identities, config.max_images)
+        keep &= _first_images(paths, identities, domain_array, config.max_images)
     paths = [p for p, k in zip(paths, keep) if k]
     identities = [i for i, k in zip(identities, keep) if k]
     domain_array = domain_array[keep]
@@ -90,11 +90,13 @@ def load_training_data(config: TrainConfig, log: Callable[[str], None] = print) 
     return TrainingData(paths, labels, domain_array, classes)
 
 
-def _first_images(paths: list[Path], identities: list[str], limit: int) -> np.ndarray:
+def _first_images(
+    paths: list[Path], identities: list[str], domains: np.ndarray, limit: int
+) -> np.ndarray:
     """Mask keeping, per identity, the first ``limit`` full faces (by file name) and their
-    masked twins (same file name under ``masked/``)."""
+    masked twins (the same file name in the masked domain)."""
     chosen: dict[str, set[str]] = defaultdict(set)
-    full = ((Path(p).name, i) for p, i in zip(paths, identities) if "masked" not in Path(p).parts)
+    full = ((Path(p).name, i) for p, i, d in zip(paths, identities, domains) if d == 0)
     for name, identity in sorted(full):
         if len(chosen[identity]) < limit:
             chosen[identity].add(name)
