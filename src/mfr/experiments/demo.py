@@ -115,7 +115,7 @@ def write_report(out: Path, results: list[dict], prepared: Prepared, seconds: fl
         "",
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · commit {_commit()} · "
         f"{platform.processor() or platform.machine()} × {os.cpu_count()} cores · "
-        f"{seconds / 60:.1f} min",
+        f"this run {seconds / 60:.1f} min (finished steps of earlier runs are reused)",
         "",
         "Masked probes against full-face galleries. *mfr2-dev*: real photos with real masks "
         "(never trained on). *held-out LFW*: identities kept out of training, masked with a "
