@@ -91,7 +91,8 @@ def trainer_step_times(data, out, loss, args, bf16, channels_last):
         "log_every": 1, "checkpoint_every": 0, "device": "cpu", "bf16": bf16,
         "channels_last": channels_last, "lr_milestones": [1.0],
     }  # fmt: skip
-    config = apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()])
+    extra = list(getattr(args, "extra", []))  # e.g. distill.* from bench_distill.py
+    config = apply_overrides(TrainConfig(), [f"{k}={v}" for k, v in overrides.items()] + extra)
     shutil.rmtree(out, ignore_errors=True)
     train(config, out, log=lambda _: None)
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -23,3 +23,11 @@ def test_max_images_zero_keeps_everything(tmp_path):
     data = make_dataset(tmp_path / "data", identities=3, per_identity=4, masked=2)
     config = apply_overrides(TrainConfig(), tiny_overrides(data))
     assert len(load_training_data(config, log=lambda _: None).paths) == 3 * (4 + 2)
+
+
+def test_set_reaches_keys_of_mapping_options():
+    config = apply_overrides(
+        TrainConfig(), ["distill.teacher=dlib", "distill.weight_full=2", "loss_options.margin=0.2"]
+    )
+    assert config.distill == {"teacher": "dlib", "weight_full": 2}
+    assert config.loss_options == {"margin": 0.2}

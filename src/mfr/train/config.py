@@ -132,6 +132,9 @@ def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
     return config_from_dict(values, "--set" if overrides else "config")
 
 
+_MAPPING_OPTIONS = ("loss_options", "distill")  # set one key with --set distill.teacher=dlib
+
+
 def _merge_overrides(values: dict[str, Any], overrides) -> None:
     import yaml
 
@@ -144,11 +147,12 @@ def _merge_overrides(values: dict[str, Any], overrides) -> None:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
             value = raw
-        if key.startswith("loss_options."):
-            options = values.get("loss_options") or {}
+        parent, dot, child = key.partition(".")
+        if dot and parent in _MAPPING_OPTIONS:
+            options = values.get(parent) or {}
             if not isinstance(options, dict):
-                raise ConfigError(f"--set {item!r}: option 'loss_options' is not a mapping")
-            values["loss_options"] = {**options, key.split(".", 1)[1]: value}
+                raise ConfigError(f"--set {item!r}: option '{parent}' is not a mapping")
+            values[parent] = {**options, child: value}
         else:
             values[key] = value
 
