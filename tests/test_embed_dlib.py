@@ -215,14 +215,10 @@ def test_dlib_fallback_rectangle_for_faceless_image(dlib_embedder, rng):
         79 - round(80 * dlib_embedder.margin),
         99 - round(100 * dlib_embedder.margin),
     )
-    # the default margin 0 is the whole image; a margin shrinks every side by that fraction
-    assert dlib_embedder.margin == 0.0
-    assert (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom()) == (
-        0,
-        0,
-        79,
-        99,
-    )
+    # the default margin 0.05 shrinks every side by 5 % of the image size (4 and 5 px here)
+    assert dlib_embedder.margin == 0.05
+    corners = (rectangle.left(), rectangle.top(), rectangle.right(), rectangle.bottom())
+    assert corners == (4, 5, 75, 94)
     shrunk = dlib_embedder.fallback_rectangle(100, 80, margin=0.1)
     assert (shrunk.left(), shrunk.top(), shrunk.right(), shrunk.bottom()) == (8, 10, 71, 89)
     before = dlib_embedder.fallback_count
