@@ -70,21 +70,26 @@ def read_lfw_pairs(root: str | Path, pairs_file: str | Path | None = None) -> li
         if not cells:
             continue
         where = f"{path} line {line}"
-        if len(cells) == 3:
-            name, n1, n2 = cells
-            a = lfw_image_path(root, name, _number(n1, where))
-            b = lfw_image_path(root, name, _number(n2, where))
-            pairs.append(BenchmarkPair(a, b, True))
-        elif len(cells) == 4:
-            name1, n1, name2, n2 = cells
-            a = lfw_image_path(root, name1, _number(n1, where))
-            b = lfw_image_path(root, name2, _number(n2, where))
-            pairs.append(BenchmarkPair(a, b, False))
-        else:
-            raise MfrError(f"{where}: expected 'name,n1,n2' or 'name1,n1,name2,n2', got {row}")
+        expected = f"expected 'name,n1,n2' or 'name1,n1,name2,n2', got {row}"
+        pairs.append(_pair(cells, lambda n, k: lfw_image_path(root, n, k), where, expected))
     if not pairs:
         raise MfrError(f"{path}: no pairs")
     return pairs
+
+
+def _pair(cells: list[str], image_path, where: str, expected: str) -> BenchmarkPair:
+    """``name a b`` (same person) or ``name1 a name2 b`` (different) -> a BenchmarkPair."""
+    if len(cells) == 3:
+        name, a, b = cells
+        return BenchmarkPair(
+            image_path(name, _number(a, where)), image_path(name, _number(b, where)), True
+        )
+    if len(cells) == 4:
+        name_a, a, name_b, b = cells
+        return BenchmarkPair(
+            image_path(name_a, _number(a, where)), image_path(name_b, _number(b, where)), False
+        )
+    raise MfrError(f"{where}: {expected}")
 
 
 def read_mfr2_pairs(root: str | Path, pairs_file: str | Path | None = None) -> list[BenchmarkPair]:
@@ -99,18 +104,8 @@ def read_mfr2_pairs(root: str | Path, pairs_file: str | Path | None = None) -> l
         if not cells:
             continue
         where = f"{path} line {line}"
-        if len(cells) == 3:
-            name, n1, n2 = cells
-            a = mfr2_image_path(root, name, _number(n1, where))
-            b = mfr2_image_path(root, name, _number(n2, where))
-            pairs.append(BenchmarkPair(a, b, True))
-        elif len(cells) == 4:
-            name1, n1, name2, n2 = cells
-            a = mfr2_image_path(root, name1, _number(n1, where))
-            b = mfr2_image_path(root, name2, _number(n2, where))
-            pairs.append(BenchmarkPair(a, b, False))
-        else:
-            raise MfrError(f"{where}: expected 'Id a b' or 'IdA a IdB b', got {text!r}")
+        expected = f"expected 'Id a b' or 'IdA a IdB b', got {text!r}"
+        pairs.append(_pair(cells, lambda n, k: mfr2_image_path(root, n, k), where, expected))
     if not pairs:
         raise MfrError(f"{path}: no pairs")
     return pairs
