@@ -66,10 +66,12 @@ def plot_cmc_curves(curves: dict[str, list[float]], path: Path, title: str) -> N
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=110)
     for label, values in curves.items():
         ax.plot(range(1, len(values) + 1), values, marker=".", label=label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.set_title(title)
