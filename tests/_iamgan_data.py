@@ -53,10 +53,7 @@ def make_masked_faces(root: Path, count: int = 5, size: int = 20) -> Path:
 
 
 def run_cli(args: list[str]) -> int:
-    """``mfr.cli.main`` with typer's SystemExit turned into the exit status."""
+    """``mfr ARGS`` in-process; its exit status."""
     from mfr.cli import main
 
-    try:
-        return main([str(a) for a in args])
-    except SystemExit as done:
-        return int(done.code or 0)
+    return main([str(a) for a in args])

@@ -68,9 +68,6 @@ def run_mfr(capsys, *args) -> tuple[int, str, str]:
     from mfr.cli import main
 
     capsys.readouterr()
-    try:
-        code = main([str(a) for a in args])
-    except SystemExit as done:
-        code = done.code or 0
+    code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err

@@ -16,11 +16,8 @@ from mfr.cli import main as cli_main
 
 
 def main(argv: list[str]) -> int:
-    """``mfr.cli.main`` with typer's closing ``SystemExit`` turned into the exit status."""
-    try:
-        return cli_main(argv)
-    except SystemExit as done:
-        return int(done.code or 0)
+    """``mfr ARGV`` in-process; its exit status."""
+    return cli_main(argv)
 
 
 def _face(width: int, flip: bool = False) -> Image.Image:

@@ -18,11 +18,8 @@ SIZE = 112
 
 
 def main(argv) -> int:
-    """``mfr ARGV`` in-process; its exit status (typer exits with SystemExit on success)."""
-    try:
-        return cli_main([str(a) for a in argv])
-    except SystemExit as done:
-        return done.code or 0
+    """``mfr ARGV`` in-process; its exit status."""
+    return cli_main([str(a) for a in argv])
 
 
 @pytest.fixture

@@ -23,11 +23,8 @@ def _cli(data, out, *extra, **options) -> int:
 
 
 def run_cli(args: list[str]) -> int:
-    """``mfr ARGS`` -> exit status (typer exits via SystemExit on success)."""
-    try:
-        return main(args)
-    except SystemExit as done:
-        return int(done.code or 0)
+    """``mfr ARGS`` -> exit status."""
+    return main(args)
 
 
 def _config(data, **options) -> TrainConfig:

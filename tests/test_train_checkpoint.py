@@ -101,11 +101,8 @@ def test_mfr_embed_with_a_checkpoint_writes_the_embeddings_contract(tmp_path):
 
     _save_tiny(tmp_path / "m.pt")
     data = make_dataset(tmp_path / "data", identities=3, per_identity=2, masked=1)
-    try:
-        code = main(["embed", str(data), "--model", str(tmp_path / "m.pt"),
-                     "--out", str(tmp_path / "emb.npz")])  # fmt: skip
-    except SystemExit as done:
-        code = done.code or 0
+    code = main(["embed", str(data), "--model", str(tmp_path / "m.pt"),
+                 "--out", str(tmp_path / "emb.npz")])  # fmt: skip
     assert code == 0
     emb = np.load(tmp_path / "emb.npz")
     assert emb["embeddings"].shape == (9, 8) and emb["embeddings"].dtype == np.float32
