@@ -110,6 +110,25 @@ def test_generator_loss_is_eq_7_recomputed_from_the_networks():
     assert got.item() == pytest.approx((l_mfg + lam * (l_cls_g + l_rec)).item(), rel=1e-5)
 
 
+def test_bf16_generator_loss_stays_close_to_fp32_and_keeps_images_fp32():
+    fp32, bf16 = tiny_model(), tiny_model(bf16=True)
+    bf16.G_FM.load_state_dict(fp32.G_FM.state_dict())
+    bf16.G_MF.load_state_dict(fp32.G_MF.state_dict())
+    for model in (fp32, bf16):
+        model.forward()
+    assert bf16.fake_M.dtype == bf16.keep.dtype == torch.float32
+    with fp32.autocast():
+        expected = fp32.generator_loss(1.0)
+    with bf16.autocast():
+        got = bf16.generator_loss(1.0)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected.item(), rel=0.05)
+    before = snapshot(bf16.S)
+    losses = bf16.optimize_parameters(5)
+    assert all(torch.isfinite(torch.tensor(v)) for v in losses.values())
+    assert same(before, snapshot(bf16.S))
+
+
 @pytest.mark.parametrize(
     "variant, terms", [("no_ip", set()), ("no_rec", {"cls_G"}), ("no_cls", {"rec"})]
 )
