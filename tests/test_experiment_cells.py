@@ -63,3 +63,28 @@ def test_experiment_config_rejects_unknown_keys(tmp_path):
 def test_shipped_experiment_configs_load():
     for scale in ("cpu", "paper"):
         assert load_experiment_config(None, scale).train["backbone"].startswith("resnet")
+
+
+def test_a_cell_trained_identically_in_another_table_is_shared_not_retrained(tmp_path):
+    import json
+
+    from mfr.experiments.runner import find_finished_twin, run_cell
+
+    t1 = next(c for c in table_cells("table1", "template") if c.row == "Softmax+KP-SYN")
+    t2 = next(c for c in table_cells("table2") if c.source == "template")
+    other = next(c for c in table_cells("table2") if c.source == "erase")
+    done = tmp_path / "table1" / t1.key / "result.json"
+    done.parent.mkdir(parents=True)
+    metrics = {"rank1": 41.0, "mAP": 40.0}
+    done.write_text(json.dumps({"table": "table1", "row": t1.row, "loss": "softmax",
+                                "source": "template", "seed": 0, "loss_options": {},
+                                "baseline": None, "status": "done", "mfr2": metrics,
+                                "synthetic": metrics}))  # fmt: skip
+    assert find_finished_twin(other, tmp_path) is None
+    assert find_finished_twin(t1, tmp_path) is None  # never its own table
+    twin = find_finished_twin(t2, tmp_path)
+    assert twin == done
+    result = run_cell(t2, None, None, tmp_path / "table2" / t2.key, log=lambda _: None, twin=twin)
+    assert result["row"] == "KP-SYN" and result["table"] == "table2"
+    assert result["mfr2"] == metrics and result["shared_with"] == str(done.parent)
+    assert json.loads((tmp_path / "table2" / t2.key / "result.json").read_text()) == result

@@ -55,8 +55,50 @@ def train_config_for(cell: Cell, config: ExperimentConfig, prepared: Prepared):
     return config_from_dict(values, f"cell {cell.table}/{cell.row}")
 
 
-def run_cell(cell: Cell, config: ExperimentConfig, prepared: Prepared, out: Path, log=print):
-    """Run one cell (or return its stored result); returns the result dict."""
+def _training_spec(values: dict[str, Any]) -> tuple:
+    """What decides a cell's training and tests (its table and row label do not)."""
+    return (values.get("loss"), values.get("source"), json.dumps(values.get("loss_options") or {},
+            sort_keys=True), values.get("seed"), values.get("baseline"))  # fmt: skip
+
+
+def find_finished_twin(cell: Cell, out_dir: Path) -> Path | None:
+    """A finished cell of another table under ``out_dir`` that trains exactly like ``cell``.
+
+    Table 2's KP-SYN row is Table 1's Softmax+KP-SYN, Table 4's "with all" is Table 1's
+    DCR row: such cells are trained once and their result shared.
+    """
+    spec = _training_spec(
+        {
+            "loss": cell.loss,
+            "source": cell.source,
+            "loss_options": cell.loss_options,
+            "seed": cell.seed,
+            "baseline": cell.baseline,
+        }
+    )
+    for path in sorted(out_dir.glob("*/*/result.json")):
+        try:
+            other = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (
+            other.get("status") == "done"
+            and other.get("table") != cell.table
+            and _training_spec(other) == spec
+        ):
+            return path
+    return None
+
+
+def run_cell(
+    cell: Cell,
+    config: ExperimentConfig,
+    prepared: Prepared,
+    out: Path,
+    log=print,
+    twin: Path | None = None,
+):
+    """Run one cell (or return its stored result, or share ``twin``'s); returns the result."""
     done = out / "result.json"
     if done.is_file():
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): done, skipping")
@@ -64,8 +106,16 @@ def run_cell(cell: Cell, config: ExperimentConfig, prepared: Prepared, out: Path
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "table": cell.table, "row": cell.row, "loss": cell.loss, "source": cell.source,
-        "seed": cell.seed, "loss_options": cell.loss_options,
+        "seed": cell.seed, "loss_options": cell.loss_options, "baseline": cell.baseline,
     }  # fmt: skip
+    if twin is not None:
+        shared = json.loads(twin.read_text())
+        result.update({k: shared[k] for k in ("mfr2", "synthetic", "status") if k in shared})
+        result["shared_with"] = str(twin.parent)
+        log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
+        with atomic_write(done, "w") as handle:
+            json.dump(result, handle, indent=2)
+        return result
     started = time.perf_counter()
     synthetic = prepared.synthetic_test(cell.synthetic_test_method)
     if cell.baseline == "dlib":
@@ -109,6 +159,7 @@ def run_table(table: str, config: ExperimentConfig, out_dir: Path, log=print) ->
     prepared = Prepared(config, log)
     results = []
     for cell in table_cells(table, config.masked_source, tuple(seeds)):
-        results.append(run_cell(cell, config, prepared, out_dir / table / cell.key, log))
+        twin = find_finished_twin(cell, out_dir)
+        results.append(run_cell(cell, config, prepared, out_dir / table / cell.key, log, twin))
         write_table(table, results, out_dir / table)
     return results
