@@ -11,7 +11,9 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def experiment(
         table: str = typer.Argument(..., help="table1 | table2 | table3 | table4"),
-        scale: str = typer.Option("cpu", "--scale", help="cpu | paper (configs/experiment-*.yaml)"),
+        scale: str = typer.Option(
+            "cpu", "--scale", help="quick | cpu | paper (configs/experiment-*.yaml)"
+        ),
         config: Path | None = typer.Option(None, "--config", help="An experiment YAML instead."),
         out: Path = typer.Option(Path("runs/experiments"), "--out", help="Results folder."),
     ) -> None:
