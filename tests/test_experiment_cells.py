@@ -36,8 +36,47 @@ def test_second_seed_repeats_cells_but_not_the_baseline():
 
 
 def test_synthetic_test_never_uses_the_training_mask_method():
-    for cell in table_cells("table2"):
-        assert cell.synthetic_test_method != cell.source
+    for table in ("table1", "table2", "table3", "table4"):
+        for cell in table_cells(table):
+            assert cell.synthetic_test_method != cell.source
+
+
+def test_cells_not_trained_on_kp_cvx_share_one_synthetic_test():
+    cells = [c for t in ("table1", "table2", "table3") for c in table_cells(t)]
+    assert {c.synthetic_test_method for c in cells if c.source != "hull"} == {"hull"}
+
+
+def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_path, monkeypatch):
+    import json
+
+    from mfr.experiments import runner
+
+    cell = next(c for c in table_cells("table1") if c.row == "Softmax")
+    out = tmp_path / "table1" / cell.key
+    (out / "train").mkdir(parents=True)
+    (out / "synthetic.npz").write_bytes(b"stale")
+    old = {"table": "table1", "row": cell.row, "status": "done", "mfr2": {"rank1": 30.0},
+           "synthetic": {"rank1": 40.0, "method": "template"}}  # fmt: skip
+    (out / "result.json").write_text(json.dumps(old))
+    calls = []
+
+    class Prepared:
+        def synthetic_test(self, method):
+            return tmp_path / f"heldout-{method}.csv"
+
+    def fake_embed_and_eval(model, dataset, where, name, log):
+        calls.append((model, dataset.name, name, (where / "synthetic.npz").exists()))
+        return {"rank1": 55.0}
+
+    monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
+    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("retrained"), raising=False)
+    result = runner.run_cell(cell, None, Prepared(), out, log=lambda _: None)
+    assert calls == [(str(out / "train" / "final.pt"), "heldout-hull.csv", "synthetic", False)]
+    assert result["synthetic"] == {"rank1": 55.0, "method": "hull"}
+    assert result["mfr2"] == {"rank1": 30.0}
+    assert json.loads((out / "result.json").read_text()) == result
+    assert runner.run_cell(cell, None, Prepared(), out, log=lambda _: None) == result
+    assert len(calls) == 1
 
 
 def test_unknown_table_is_a_clear_error():
@@ -75,7 +114,7 @@ def test_a_cell_trained_identically_in_another_table_is_shared_not_retrained(tmp
     other = next(c for c in table_cells("table2") if c.source == "erase")
     done = tmp_path / "table1" / t1.key / "result.json"
     done.parent.mkdir(parents=True)
-    metrics = {"rank1": 41.0, "mAP": 40.0}
+    metrics = {"rank1": 41.0, "mAP": 40.0, "method": "hull"}
     done.write_text(json.dumps({"table": "table1", "row": t1.row, "loss": "softmax",
                                 "source": "template", "seed": 0, "loss_options": {},
                                 "baseline": None, "status": "done", "mfr2": metrics,

@@ -49,8 +49,12 @@ class Cell:
 
     @property
     def synthetic_test_method(self) -> str:
-        """An ad-hoc method not used in this cell's training, for the synthetic-mask test."""
-        return "hull" if self.source == "template" else "template"
+        """The synthetic-mask test's method: KP-CVX, or KP-SYN for cells trained on KP-CVX.
+
+        One method for every cell that did not train on it, so that the cells of a table
+        (full-face only, KP-SYN, GAN, dlib) are compared on the same probes.
+        """
+        return "template" if self.source == "hull" else "hull"
 
 
 def _table1(masked_source: str) -> list[Cell]:

@@ -101,8 +101,11 @@ def run_cell(
     """Run one cell (or return its stored result, or share ``twin``'s); returns the result."""
     done = out / "result.json"
     if done.is_file():
+        result = json.loads(done.read_text())
+        if _stale_synthetic(result, cell):
+            return _retest_synthetic(cell, result, prepared, out, log)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): done, skipping")
-        return json.loads(done.read_text())
+        return result
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "table": cell.table, "row": cell.row, "loss": cell.loss, "source": cell.source,
@@ -113,6 +116,8 @@ def run_cell(
         result.update({k: shared[k] for k in ("mfr2", "synthetic", "status") if k in shared})
         result["shared_with"] = str(twin.parent)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
+        if _stale_synthetic(result, cell):
+            return _retest_synthetic(cell, result, prepared, out, log)
         with atomic_write(done, "w") as handle:
             json.dump(result, handle, indent=2)
         return result
@@ -145,6 +150,28 @@ def run_cell(
     result["status"] = "done"
     result["seconds"] = round(time.perf_counter() - started, 1)
     with atomic_write(done, "w") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
+def _stale_synthetic(result: dict, cell: Cell) -> bool:
+    """Whether a stored result was tested on another synthetic-mask method than ``cell``'s."""
+    method = result.get("synthetic", {}).get("method", cell.synthetic_test_method)
+    return method != cell.synthetic_test_method
+
+
+def _retest_synthetic(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dict:
+    """A finished cell whose synthetic test changed method: re-test its model, no training."""
+    trained = Path(result.get("shared_with") or out) / "train" / "final.pt"
+    model = "dlib" if cell.baseline == "dlib" else str(trained)
+    old = result["synthetic"].get("method")
+    log(f"[{cell.table}] {cell.row} (seed {cell.seed}): synthetic test {old} -> "
+        f"{cell.synthetic_test_method}, re-testing")  # fmt: skip
+    (out / "synthetic.npz").unlink(missing_ok=True)
+    synthetic = prepared.synthetic_test(cell.synthetic_test_method)
+    result["synthetic"] = _embed_and_eval(model, synthetic, out, "synthetic", log)
+    result["synthetic"]["method"] = cell.synthetic_test_method
+    with atomic_write(out / "result.json", "w") as handle:
         json.dump(result, handle, indent=2)
     return result
 
