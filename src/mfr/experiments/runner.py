@@ -36,6 +36,19 @@ def _embed_and_eval(model: str, dataset: Path, out: Path, name: str, log) -> dic
             "num_gallery", "num_pairs", "skipped_probes", "cmc_top20")}  # fmt: skip
 
 
+def _test_synthetic(model: str, cell: Cell, prepared: Prepared, out: Path, log) -> dict:
+    """Embed and evaluate the cell's held-out synthetic-mask test, tagged with its method."""
+    report = _embed_and_eval(model, prepared.synthetic_test(cell.synthetic_test_method), out,
+                             "synthetic", log)  # fmt: skip
+    return {**report, "method": cell.synthetic_test_method}
+
+
+def _save(result: dict, out: Path) -> dict:
+    with atomic_write(out / "result.json", "w") as handle:
+        json.dump(result, handle, indent=2)
+    return result
+
+
 def train_config_for(cell: Cell, config: ExperimentConfig, prepared: Prepared):
     """The recognizer config of a cell, or None when its data source is not available."""
     from mfr.train.config import config_from_dict
@@ -118,11 +131,8 @@ def run_cell(
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
         if _stale_synthetic(result, cell):
             return _retest_synthetic(cell, result, prepared, out, log)
-        with atomic_write(done, "w") as handle:
-            json.dump(result, handle, indent=2)
-        return result
+        return _save(result, out)
     started = time.perf_counter()
-    synthetic = prepared.synthetic_test(cell.synthetic_test_method)
     if cell.baseline == "dlib":
         model = "dlib"
         mfr2 = prepared._shared(config.mfr2)  # dlib aligns the raw crops itself
@@ -145,13 +155,10 @@ def run_cell(
         mfr2 = prepared.aligned("mfr2")
         result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["mfr2"] = _embed_and_eval(model, mfr2, out, "mfr2", log)
-    result["synthetic"] = _embed_and_eval(model, synthetic, out, "synthetic", log)
-    result["synthetic"]["method"] = cell.synthetic_test_method
+    result["synthetic"] = _test_synthetic(model, cell, prepared, out, log)
     result["status"] = "done"
     result["seconds"] = round(time.perf_counter() - started, 1)
-    with atomic_write(done, "w") as handle:
-        json.dump(result, handle, indent=2)
-    return result
+    return _save(result, out)
 
 
 def _stale_synthetic(result: dict, cell: Cell) -> bool:
@@ -168,12 +175,8 @@ def _retest_synthetic(cell: Cell, result: dict, prepared: Prepared, out: Path, l
     log(f"[{cell.table}] {cell.row} (seed {cell.seed}): synthetic test {old} -> "
         f"{cell.synthetic_test_method}, re-testing")  # fmt: skip
     (out / "synthetic.npz").unlink(missing_ok=True)
-    synthetic = prepared.synthetic_test(cell.synthetic_test_method)
-    result["synthetic"] = _embed_and_eval(model, synthetic, out, "synthetic", log)
-    result["synthetic"]["method"] = cell.synthetic_test_method
-    with atomic_write(out / "result.json", "w") as handle:
-        json.dump(result, handle, indent=2)
-    return result
+    result["synthetic"] = _test_synthetic(model, cell, prepared, out, log)
+    return _save(result, out)
 
 
 def run_table(table: str, config: ExperimentConfig, out_dir: Path, log=print) -> list[dict]:
