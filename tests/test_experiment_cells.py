@@ -69,7 +69,7 @@ def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_p
         return {"rank1": 55.0}
 
     monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
-    monkeypatch.setattr(runner, "train", lambda *a, **k: pytest.fail("retrained"), raising=False)
+    monkeypatch.setattr("mfr.train.recognizer.train", lambda *a, **k: pytest.fail("retrained"))
     result = runner.run_cell(cell, None, Prepared(), out, log=lambda _: None)
     assert calls == [(str(out / "train" / "final.pt"), "heldout-hull.csv", "synthetic", False)]
     assert result["synthetic"] == {"rank1": 55.0, "method": "hull"}
