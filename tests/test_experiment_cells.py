@@ -79,6 +79,37 @@ def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_p
     assert len(calls) == 1
 
 
+def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_path, monkeypatch):
+    import json
+
+    from mfr.experiments import runner
+
+    cell = table_cells("table1")[0]
+    out = tmp_path / "table1" / cell.key
+    out.mkdir(parents=True)
+    (out / "mfr2.npz").write_bytes(b"raw crops")
+    old = {"table": "table1", "row": cell.row, "baseline": "dlib", "status": "done",
+           "mfr2": {"rank1": 48.1}, "synthetic": {"rank1": 87.9, "method": "hull"}}  # fmt: skip
+    (out / "result.json").write_text(json.dumps(old))
+    calls = []
+
+    class Prepared:
+        def aligned(self, dataset):
+            return tmp_path / f"{dataset}-112"
+
+    def fake_embed_and_eval(model, dataset, where, name, log):
+        calls.append((model, dataset.name, name, (where / "mfr2.npz").exists()))
+        return {"rank1": 74.3}
+
+    monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
+    result = runner.run_cell(cell, None, Prepared(), out, log=lambda _: None)
+    assert calls == [("dlib", "mfr2-112", "mfr2", False)]
+    assert result["mfr2"] == {"rank1": 74.3, "input": "aligned"}
+    assert result["synthetic"] == old["synthetic"]
+    assert runner.run_cell(cell, None, Prepared(), out, log=lambda _: None) == result
+    assert len(calls) == 1
+
+
 def test_unknown_table_is_a_clear_error():
     with pytest.raises(MfrError, match="unknown table"):
         table_cells("table9")
