@@ -126,3 +126,31 @@ def test_a_gallery_enrolled_with_a_checkpoint_opens_with_its_export(
     assert onnx_rec.identify([probe], gallery, k=1)[0][0].score == pytest.approx(
         torch_rec.identify([probe], gallery, k=1)[0][0].score, abs=1e-4
     )
+
+
+def test_dlib_backbone_exports_and_matches_pytorch(tmp_path, rng):
+    from mfr.export import export_onnx
+    from mfr.nets.backbones import build_backbone
+
+    torch.manual_seed(0)
+    model = build_backbone("dlib-resnet", embedding_dim=128, input_size=48).eval()
+    path = export_onnx(model, {"input_size": 48, "embedding_dim": 128}, tmp_path / "d.onnx")
+    images = [face_like(rng, i, size=48) for i in range(2)]
+    with torch.no_grad():
+        expected = model(images_to_tensor(images)).numpy()
+    np.testing.assert_allclose(OnnxEmbedder(path).embed(images), expected, atol=1e-4, rtol=0)
+
+
+def test_a_model_the_exporter_cannot_write_is_a_clear_error(tmp_path):
+    from mfr.errors import CheckpointError
+    from mfr.export import OPSET, export_onnx
+
+    class Unexportable(torch.nn.Module):
+        def forward(self, x):
+            theta = torch.eye(2, 3)[None].expand(x.shape[0], 2, 3)
+            return torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+
+    meta = {"input_size": 8, "embedding_dim": 2, "backbone": "odd"}
+    with pytest.raises(CheckpointError, match=f"odd: cannot export to ONNX opset {OPSET}"):
+        export_onnx(Unexportable(), meta, tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from _train_data import make_dataset, tiny_overrides
@@ -84,3 +85,54 @@ def test_bad_distill_options_are_one_clear_error(teacher_and_data, tmp_path):
         train(config, tmp_path / "r", log=_quiet)
     with pytest.raises(ConfigError, match="metric"):
         train(_config(data, teacher, tmp_path / "c", metric="l1"), tmp_path / "r", log=_quiet)
+
+
+def test_init_dlib_needs_the_dlib_backbone(tmp_path):
+    from _train_data import make_dataset
+
+    data = make_dataset(tmp_path / "data")
+    config = apply_overrides(TrainConfig(), tiny_overrides(data, steps=1))
+    config.init = "dlib"
+    with pytest.raises(ConfigError, match="init 'dlib' needs backbone dlib-resnet"):
+        train(config, tmp_path / "run", log=_quiet)
+
+
+def test_init_from_a_checkpoint_starts_from_its_weights(teacher_and_data, tmp_path):
+    from mfr.errors import CheckpointError
+    from mfr.nets.backbones import build_backbone
+    from mfr.train.recognizer import initialise_backbone
+
+    teacher, _, _ = teacher_and_data
+    fresh = build_backbone("resnet_tiny", embedding_dim=8, input_size=16)
+    initialise_backbone(fresh, str(teacher), "resnet_tiny")
+    trained = read_checkpoint(teacher)["model"]
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in trained.items())
+    with pytest.raises(CheckpointError, match="resnet_tiny backbone, but resnet18"):
+        initialise_backbone(build_backbone("resnet18", 8, 32), str(teacher), "resnet18")
+    with pytest.raises(CheckpointError, match="another embedding size"):
+        initialise_backbone(build_backbone("resnet_tiny", 16, 16), str(teacher), "resnet_tiny")
+
+
+def test_dlib_student_trains_end_to_end_from_dlibs_weights(teacher_and_data, tmp_path):
+    pytest.importorskip("dlib")
+    from mfr.embedders import load_embedder
+    from mfr.nets.dlib_resnet import load_dlib_face_resnet
+
+    _, data, _ = teacher_and_data
+    overrides = tiny_overrides(data, backbone="dlib-resnet", embedding_dim=128, input_size=24,
+                               loss="dcr", steps=2, p=2, k=2, lr=1e-5)  # fmt: skip
+    config = apply_overrides(TrainConfig(), overrides)
+    config.init = "dlib"
+    config.distill = {"teacher": "dlib", "cache": str(tmp_path / "cache")}
+    lines: list[str] = []
+    train(config, tmp_path / "run", log=lines.append)
+    assert "backbone initialised from dlib" in lines
+    from mfr.align.dlib_models import model_path
+
+    start = load_dlib_face_resnet(model_path("descriptor")).state_dict()
+    final = read_checkpoint(tmp_path / "run" / "final.pt")["model"]
+    moved = [k for k, v in start.items() if not torch.equal(final["net." + k], v)]
+    assert moved and all(torch.isfinite(v).all() for v in final.values())
+    embedder = load_embedder(str(tmp_path / "run" / "final.pt"))
+    faces = [np.full((24, 24, 3), 100, np.uint8), np.full((24, 24, 3), 200, np.uint8)]
+    assert embedder.embed(faces).shape == (2, 128)

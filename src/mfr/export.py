@@ -9,6 +9,7 @@ with the checkpoint also opens with its export) and, when calibrated, ``mfr.thre
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from pathlib import Path
@@ -18,6 +19,21 @@ from mfr.io import atomic_write
 
 NORMALISATION = "rgb/127.5-1"
 OPSET = 17
+
+
+@contextlib.contextmanager
+def _export_errors(metadata: dict):
+    """An operator the ONNX exporter cannot write becomes one plain CheckpointError."""
+    import torch
+
+    try:
+        yield
+    except torch.onnx.errors.OnnxExporterError as error:
+        reason = str(error).strip().splitlines()[0]
+        backbone = metadata.get("backbone", "model")
+        raise CheckpointError(
+            f"{backbone}: cannot export to ONNX opset {OPSET} ({reason})"
+        ) from None
 
 
 def export_onnx(model, metadata: dict, out: str | Path, fingerprint: str | None = None) -> Path:
@@ -34,7 +50,7 @@ def export_onnx(model, metadata: dict, out: str | Path, fingerprint: str | None 
     model = model.eval()
     dummy = torch.zeros(2, 3, size, size)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _export_errors(metadata):
         warnings.simplefilter("ignore")  # the legacy exporter warns that it is deprecated
         torch.onnx.export(
             model,

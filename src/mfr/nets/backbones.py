@@ -173,10 +173,13 @@ def build_backbone(
     input_size: int = 112,
     head: str | None = None,
     dropout: float = 0.0,
-) -> FaceResNet:
-    """The backbone ``name`` (``resnet18|resnet34|resnet50|resnet_tiny``) -> (B, D) embeddings."""
+) -> nn.Module:
+    """The backbone ``name`` (``resnet18|resnet34|resnet50|resnet_tiny``, or ``dlib-resnet``:
+    dlib's face ResNet, 128-d, see :mod:`mfr.nets.dlib_resnet`) -> (B, D) embeddings."""
+    if name == DLIB_RESNET:
+        return _dlib_backbone(embedding_dim, input_size, head, dropout)
     if name not in SPECS:
-        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(SPECS)}")
+        raise ConfigError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     if head is not None and head not in HEADS:
         raise ConfigError(f"unknown backbone head {head!r}; choose one of {', '.join(HEADS)}")
     if input_size < 16:
@@ -186,4 +189,23 @@ def build_backbone(
     return FaceResNet(SPECS[name], embedding_dim, input_size, head, dropout)
 
 
-BACKBONES = tuple(SPECS)
+DLIB_RESNET = "dlib-resnet"
+BACKBONES = (*SPECS, DLIB_RESNET)
+
+
+def _dlib_backbone(embedding_dim: int, input_size: int, head: str | None, dropout: float):
+    from mfr.nets.dlib_resnet import EMBEDDING_DIM, DlibChipBackbone
+
+    if embedding_dim != EMBEDDING_DIM:
+        raise ConfigError(
+            f"{DLIB_RESNET} embeds in {EMBEDDING_DIM} dimensions, not {embedding_dim}"
+        )
+    if head not in (None, DlibChipBackbone.head_name):
+        raise ConfigError(
+            f"{DLIB_RESNET} has its own head ({DlibChipBackbone.head_name}), not {head!r}"
+        )
+    if dropout:
+        raise ConfigError(f"{DLIB_RESNET} has no dropout option (got {dropout})")
+    if input_size < 16:
+        raise ConfigError(f"input size {input_size} is too small for {DLIB_RESNET} (need >= 16)")
+    return DlibChipBackbone(input_size)

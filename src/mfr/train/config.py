@@ -28,6 +28,9 @@ class TrainConfig:
     embedding_dim: int = 512
     head: str | None = None  # None: the backbone's default ("flatten" / "gap" for resnet50)
     dropout: float = 0.0
+    # starting weights: None (random), "dlib" (dlib's descriptor, backbone dlib-resnet) or an
+    # mfr checkpoint of the same backbone (fine-tuning); ignored when resuming
+    init: str | None = None
     loss: str = "softmax"
     loss_options: dict[str, Any] = field(default_factory=dict)
     # data

@@ -197,6 +197,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     backbone = build_backbone(
         config.backbone, config.embedding_dim, config.input_size, config.head, config.dropout
     )
+    if state is None and config.init:
+        initialise_backbone(backbone, config.init, config.backbone)
+        log(f"backbone initialised from {config.init}")
     if state is not None:
         if state.get("classes") != data.classes:
             raise CheckpointError(
@@ -342,6 +345,30 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         on_finish(backbone, loss_fn)
     distributed.barrier(info)
     return last
+
+
+def initialise_backbone(backbone: nn.Module, init: str, name: str) -> None:
+    """Load starting weights: ``dlib`` (dlib's model file, ``dlib-resnet`` only) or the
+    backbone of an mfr checkpoint ``init`` (which must hold a ``name`` backbone)."""
+    from mfr.train import checkpoint as ckpt
+
+    if init == "dlib":
+        if not hasattr(backbone, "load_dlib_weights"):
+            raise ConfigError(f"config: init 'dlib' needs backbone dlib-resnet, not {name!r}")
+        from mfr.align.dlib_models import model_path
+
+        backbone.load_dlib_weights(model_path("descriptor"))
+        return
+    source = ckpt.build_model_from_checkpoint(
+        ckpt.read_checkpoint(init), init, expect_backbone=name
+    )
+    try:
+        backbone.load_state_dict(source.state_dict())
+    except RuntimeError:
+        raise CheckpointError(
+            f"{init}: its {name} backbone has another embedding size, input size or head than "
+            "the config asks for"
+        ) from None
 
 
 def _distillation(config: TrainConfig, data: TrainingData, log, info=None):
