@@ -61,6 +61,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--embedding-dim", type=int, default=512, help="128 for dlib-resnet")
     parser.add_argument("--p", type=int, default=8)
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--steps", type=int, default=6)
@@ -76,8 +77,10 @@ def main() -> None:
         root = Path(tmp)
         data = make_images(root / "data", args.p * 2, args.k, Path("runs/data/lfw-112"))
         teacher = fill_cache(data, root / "cache")
+        args.extra = [f"embedding_dim={args.embedding_dim}"]
         distill_args = argparse.Namespace(**vars(args))
-        distill_args.extra = [f"distill.teacher={teacher}", f"distill.cache={root / 'cache'}"]
+        distill_args.extra = [*args.extra, f"distill.teacher={teacher}",
+                              f"distill.cache={root / 'cache'}"]  # fmt: skip
         for _ in range(args.rounds):
             plain_cpu += trainer_step_times(data, root / "plain", "softmax", args, True, True)[1]
             distill_cpu += trainer_step_times(
