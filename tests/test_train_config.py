@@ -78,3 +78,18 @@ def test_cli_reports_a_bad_config_in_one_line_and_shows_a_good_one(tmp_path, cap
     assert err.strip() == f"mfr: error: {bad}: option 'steps' expects int, got 'ten'"
     assert main(["train", "--config", str(bad), "--set", "steps=3", "--show-config"]) == 0
     assert "steps: 3" in capsys.readouterr().out
+
+
+def test_every_shipped_recognizer_config_loads_and_distillation_configs_name_a_teacher():
+    from pathlib import Path
+
+    configs = Path(__file__).parents[1] / "configs"
+    names = ("recognizer-", "distill-")
+    shipped = [p for p in sorted(configs.glob("*.yaml")) if p.name.startswith(names)]
+    assert len(shipped) >= 7
+    for path in shipped:
+        config = load_config(path)
+        if path.name.startswith("distill-"):
+            assert config.distill["teacher"] == "dlib", path.name
+        if config.backbone == "dlib-resnet":
+            assert (config.init, config.embedding_dim) == ("dlib", 128), path.name
