@@ -167,3 +167,28 @@ def test_chip_backbone_rejects_options_it_cannot_honour():
         build_backbone("dlib-resnet", embedding_dim=512)
     with pytest.raises(ConfigError, match="own head"):
         build_backbone("dlib-resnet", embedding_dim=128, head="gap")
+
+
+def test_dlib_resnet_spec_embeds_aligned_crops_with_dlibs_weights(net, tmp_path, monkeypatch):
+    from mfr.api import FaceRecognizer
+    from mfr.distill.teacher import teacher_fingerprint
+    from mfr.embedders import load_embedder
+    from mfr.gallery.threshold import DLIB_DEFAULT
+
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (112, 112, 3)).astype(np.uint8) for _ in range(2)]
+    got = load_embedder("dlib-resnet").embed(crops)
+    tensor = torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    from mfr.nets.dlib_resnet import DlibChipBackbone
+
+    backbone = DlibChipBackbone(112)
+    backbone.net.load_state_dict(net.state_dict())
+    with torch.no_grad():
+        expected = torch.nn.functional.normalize(backbone(tensor), dim=1).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+    monkeypatch.setenv("MFR_HOME", str(tmp_path))
+    recognizer = FaceRecognizer.load("dlib-resnet")
+    assert recognizer.model.fingerprint.startswith("dlib-resnet:")
+    assert (recognizer.dim, recognizer.threshold) == (128, DLIB_DEFAULT)
+    assert teacher_fingerprint("dlib-resnet") != teacher_fingerprint("dlib")

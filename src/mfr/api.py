@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.data.images import read_image
+from mfr.embedders import BUILTIN_MODELS
 from mfr.errors import MfrError
 from mfr.gallery.faces import prepare_face
 from mfr.gallery.search import GallerySearch, Match
@@ -54,10 +55,12 @@ class FaceRecognizer:
         from mfr.gallery.threshold import DLIB_DEFAULT, read_sidecar
 
         spec = str(model)
-        if spec != "dlib":
+        if spec not in BUILTIN_MODELS:
             path = Path(spec).expanduser()
             if not path.is_file():
-                raise MfrError(f"{spec}: no such model file (use 'dlib', a .pt or a .onnx)")
+                raise MfrError(
+                    f"{spec}: no such model file (use 'dlib', 'dlib-resnet', a .pt or a .onnx)"
+                )
             spec = str(path.resolve())
         try:
             embedder = load_embedder(spec)
@@ -70,12 +73,12 @@ class FaceRecognizer:
         if threshold is None:
             threshold = (
                 read_sidecar(spec, fingerprint)
-                if spec == "dlib" or spec.endswith(".onnx")
+                if spec in BUILTIN_MODELS or spec.endswith(".onnx")
                 else None
             )
         if threshold is None:
             threshold = getattr(embedder, "threshold", None)
-        if threshold is None and spec == "dlib":
+        if threshold is None and spec in BUILTIN_MODELS:  # the same weights: dlib's rule
             threshold = DLIB_DEFAULT
         return cls(embedder, info, threshold)
 

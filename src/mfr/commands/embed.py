@@ -205,7 +205,10 @@ def register(app: typer.Typer) -> None:
     def embed_command(
         src: Path = typer.Argument(..., help="Dataset folder, manifest CSV, MFR2 or LFW root."),
         model: str = typer.Option(
-            "dlib", "--model", help="'dlib', a checkpoint (.pt) or an ONNX export (.onnx)."
+            "dlib",
+            "--model",
+            help="'dlib', 'dlib-resnet' (dlib's weights on aligned crops), a checkpoint (.pt) "
+            "or an ONNX export (.onnx).",
         ),
         out: Path = typer.Option(..., "--out", help="Embeddings .npz to write."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per embedder call."),

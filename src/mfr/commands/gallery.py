@@ -231,7 +231,9 @@ def register(app: typer.Typer) -> None:
     def verify(
         a: Path = typer.Argument(None, help="First photo."),
         b: Path = typer.Argument(None, help="Second photo."),
-        model: str = typer.Option("dlib", "--model", "-m", help="dlib, a .pt or an .onnx."),
+        model: str = typer.Option(
+            "dlib", "--model", "-m", help="dlib, dlib-resnet, a .pt or an .onnx."
+        ),
         threshold: float = typer.Option(None, "--threshold", help="Override the stored one."),
         aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
         calibrate: Path = typer.Option(

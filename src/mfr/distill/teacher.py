@@ -41,10 +41,10 @@ def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 def teacher_fingerprint(spec: str) -> str:
     """A name for the teacher that changes when its weights change (``dlib`` or a model file)."""
-    if spec == "dlib":
+    if spec in ("dlib", "dlib-resnet"):
         from mfr.align.dlib_models import model_path
 
-        return "dlib-" + _file_digest(model_path("descriptor"))[:16]
+        return f"{spec}-" + _file_digest(model_path("descriptor"))[:16]
     path = Path(spec)
     if not path.is_file():
         raise MfrError(f"{path}: teacher model not found")

@@ -4,8 +4,9 @@ An embedder has ``name``, ``dim`` and ``embed(images) -> np.ndarray`` (float32, 
 where ``images`` is a list of RGB uint8 arrays (H x W x 3). ``aligned`` tells whether the
 images are already aligned crops (skip detection).
 
-Specs: ``dlib`` (dlib's ResNet descriptor); a path to an mfr checkpoint (``.pt``);
-a path to an ONNX export (``.onnx``).
+Specs: ``dlib`` (dlib's ResNet descriptor); ``dlib-resnet`` (dlib's weights in mfr's
+``dlib-resnet`` backbone: aligned crops through a fixed chip box, no landmarks); a path to an
+mfr checkpoint (``.pt``); a path to an ONNX export (``.onnx``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,19 @@ class Embedder(Protocol):
     def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray: ...
 
 
+BUILTIN_MODELS = ("dlib", "dlib-resnet")  # specs that name no file
+
+
 def load_embedder(spec: str, **options) -> Embedder:
     """Build the embedder named by ``spec`` (see the module docstring)."""
     if spec == "dlib":
         from mfr.embedders.dlib import DlibEmbedder
 
         return DlibEmbedder(**options)
+    if spec == "dlib-resnet":
+        from mfr.embedders.checkpoint import CheckpointEmbedder
+
+        return CheckpointEmbedder(spec, **options)
     path = Path(spec)
     if path.suffix == ".onnx":
         from mfr.embedders.onnx import OnnxEmbedder
@@ -40,4 +48,6 @@ def load_embedder(spec: str, **options) -> Embedder:
         from mfr.embedders.checkpoint import CheckpointEmbedder
 
         return CheckpointEmbedder(path, **options)
-    raise MfrError(f"unknown model {spec!r}: use 'dlib', a checkpoint (.pt) or an ONNX file")
+    raise MfrError(
+        f"unknown model {spec!r}: use 'dlib', 'dlib-resnet', a checkpoint (.pt) or an ONNX file"
+    )

@@ -1,4 +1,5 @@
-"""Embeddings from an ``mfr train`` checkpoint (``mfr embed SRC --model run/final.pt``)."""
+"""Embeddings from an ``mfr train`` checkpoint (``mfr embed SRC --model run/final.pt``), or
+from dlib's weights in the ``dlib-resnet`` backbone (``--model dlib-resnet``, no training)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+DLIB_RESNET = "dlib-resnet"  # the spec of dlib's weights behind the fixed chip, untrained
+
+
+def _dlib_resnet():
+    """dlib's descriptor weights in the ``dlib-resnet`` backbone, with checkpoint metadata."""
+    from mfr.align.dlib_models import model_path
+    from mfr.nets.backbones import build_backbone
+
+    model = build_backbone(DLIB_RESNET, embedding_dim=128, input_size=112)
+    model.load_dlib_weights(model_path("descriptor"))
+    metadata = {"backbone": DLIB_RESNET, "embedding_dim": 128, "input_size": 112,
+                "head": model.head_name, "loss": "none", "step": 0, "threshold": None}  # fmt: skip
+    return model.eval(), metadata
 
 
 class CheckpointEmbedder:
@@ -25,7 +40,10 @@ class CheckpointEmbedder:
         from mfr.train.checkpoint import load_embedding_model
 
         self.path = Path(path)
-        self.model, self.metadata = load_embedding_model(self.path)
+        if str(path) == DLIB_RESNET:
+            self.model, self.metadata = _dlib_resnet()
+        else:
+            self.model, self.metadata = load_embedding_model(self.path)
         self.device = torch.device(device)
         self.model.to(self.device)
         self.batch_size = int(batch_size)

@@ -80,6 +80,8 @@ def model_fingerprint(spec: str) -> str:
     """Fingerprint of the model named by an embedder spec (``dlib``, ``.pt``, ``.onnx``)."""
     if spec == "dlib":
         return dlib_fingerprint()
+    if spec == "dlib-resnet":  # dlib's weights behind mfr's fixed chip: other embeddings
+        return "dlib-resnet:" + dlib_fingerprint()
     if Path(spec).suffix == ".onnx":
         return onnx_fingerprint(spec)
     return checkpoint_fingerprint(spec)

@@ -33,9 +33,9 @@ DLIB_DEFAULT = 1.0 - 0.6**2 / 2
 
 def sidecar_path(spec: str) -> Path:
     """Where the threshold of a dlib or ONNX model is kept."""
-    if spec == "dlib":
+    if spec in ("dlib", "dlib-resnet"):
         home = Path(os.environ.get("MFR_HOME", "~/.mfr")).expanduser()
-        return home / "dlib.threshold.json"
+        return home / f"{spec}.threshold.json"
     return Path(spec).with_suffix(".threshold.json")
 
 
