@@ -46,67 +46,71 @@ def test_cells_not_trained_on_kp_cvx_share_one_synthetic_test():
     assert {c.synthetic_test_method for c in cells if c.source != "hull"} == {"hull"}
 
 
-def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_path, monkeypatch):
+class _FakePrepared:
+    """The two test sets a re-test reads, as file names under ``root``."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def synthetic_test(self, method):
+        return self.root / f"heldout-{method}.csv"
+
+    def aligned(self, dataset):
+        return self.root / f"{dataset}-112"
+
+
+def _finished_cell(tmp_path, monkeypatch, cell, stored: dict, stale: str, rank1: float):
+    """A finished cell (``stored`` as its result.json, an old ``stale`` test file), a fake
+    embed + eval returning ``rank1`` that records its calls, and no trainer.
+
+    Returns ``(out, calls, run)``; ``run()`` runs the cell.
+    """
     import json
 
     from mfr.experiments import runner
 
-    cell = next(c for c in table_cells("table1") if c.row == "Softmax")
-    out = tmp_path / "table1" / cell.key
+    out = tmp_path / cell.table / cell.key
     (out / "train").mkdir(parents=True)
-    (out / "synthetic.npz").write_bytes(b"stale")
-    old = {"table": "table1", "row": cell.row, "status": "done", "mfr2": {"rank1": 30.0},
-           "synthetic": {"rank1": 40.0, "method": "template"}}  # fmt: skip
-    (out / "result.json").write_text(json.dumps(old))
+    (out / f"{stale}.npz").write_bytes(b"stale")
+    (out / "result.json").write_text(json.dumps(stored))
     calls = []
 
-    class Prepared:
-        def synthetic_test(self, method):
-            return tmp_path / f"heldout-{method}.csv"
-
     def fake_embed_and_eval(model, dataset, where, name, log):
-        calls.append((model, dataset.name, name, (where / "synthetic.npz").exists()))
-        return {"rank1": 55.0}
+        calls.append((model, dataset.name, name, (where / f"{name}.npz").exists()))
+        return {"rank1": rank1}
 
     monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
     monkeypatch.setattr("mfr.train.recognizer.train", lambda *a, **k: pytest.fail("retrained"))
-    result = runner.run_cell(cell, None, Prepared(), out, log=lambda _: None)
+    prepared = _FakePrepared(tmp_path)
+    return out, calls, lambda: runner.run_cell(cell, None, prepared, out, log=lambda _: None)
+
+
+def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_path, monkeypatch):
+    import json
+
+    cell = next(c for c in table_cells("table1") if c.row == "Softmax")
+    old = {"table": "table1", "row": cell.row, "status": "done", "mfr2": {"rank1": 30.0},
+           "synthetic": {"rank1": 40.0, "method": "template"}}  # fmt: skip
+    out, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "synthetic", 55.0)
+    result = run()
     assert calls == [(str(out / "train" / "final.pt"), "heldout-hull.csv", "synthetic", False)]
     assert result["synthetic"] == {"rank1": 55.0, "method": "hull"}
     assert result["mfr2"] == {"rank1": 30.0}
     assert json.loads((out / "result.json").read_text()) == result
-    assert runner.run_cell(cell, None, Prepared(), out, log=lambda _: None) == result
+    assert run() == result
     assert len(calls) == 1
 
 
 def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_path, monkeypatch):
-    import json
-
-    from mfr.experiments import runner
-
     cell = table_cells("table1")[0]
-    out = tmp_path / "table1" / cell.key
-    out.mkdir(parents=True)
-    (out / "mfr2.npz").write_bytes(b"raw crops")
     old = {"table": "table1", "row": cell.row, "baseline": "dlib", "status": "done",
            "mfr2": {"rank1": 48.1}, "synthetic": {"rank1": 87.9, "method": "hull"}}  # fmt: skip
-    (out / "result.json").write_text(json.dumps(old))
-    calls = []
-
-    class Prepared:
-        def aligned(self, dataset):
-            return tmp_path / f"{dataset}-112"
-
-    def fake_embed_and_eval(model, dataset, where, name, log):
-        calls.append((model, dataset.name, name, (where / "mfr2.npz").exists()))
-        return {"rank1": 74.3}
-
-    monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
-    result = runner.run_cell(cell, None, Prepared(), out, log=lambda _: None)
+    _, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "mfr2", 74.3)
+    result = run()
     assert calls == [("dlib", "mfr2-112", "mfr2", False)]
     assert result["mfr2"] == {"rank1": 74.3, "input": "aligned"}
     assert result["synthetic"] == old["synthetic"]
-    assert runner.run_cell(cell, None, Prepared(), out, log=lambda _: None) == result
+    assert run() == result
     assert len(calls) == 1
 
 
