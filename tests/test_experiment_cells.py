@@ -10,9 +10,9 @@ from mfr.experiments.config import load_experiment_config
 from mfr.experiments.tables import markdown_table
 
 
-def test_table1_has_six_full_face_losses_seven_with_masks_and_the_dlib_row():
+def test_table1_has_six_full_face_losses_seven_with_masks_and_the_two_dlib_rows():
     cells = table_cells("table1", "iamgan")
-    assert cells[0].baseline == "dlib"
+    assert [c.baseline for c in cells[:2]] == ["dlib", "dlib-resnet"]
     full = [c for c in cells if c.source is None and not c.baseline]
     masked = [c for c in cells if c.source == "iamgan"]
     assert [c.loss for c in full] == ["softmax", "triplet", "center", "sphereface", "cosface",
@@ -32,6 +32,7 @@ def test_table2_compares_sources_with_softmax_and_table4_ablates_dcr_terms():
 def test_second_seed_repeats_cells_but_not_the_baseline():
     cells = table_cells("table1", "template", seeds=(0, 1))
     assert sum(c.baseline == "dlib" for c in cells) == 1
+    assert sum(c.baseline == "dlib-resnet" for c in cells) == 1
     assert len({c.key for c in cells}) == len(cells)
 
 
@@ -99,6 +100,25 @@ def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_p
     assert json.loads((out / "result.json").read_text()) == result
     assert run() == result
     assert len(calls) == 1
+
+
+def test_a_built_in_baseline_cell_embeds_with_its_model_and_trains_nothing(tmp_path, monkeypatch):
+    from mfr.experiments import runner
+
+    cell = table_cells("table1")[1]
+    calls = []
+
+    def fake_embed_and_eval(model, dataset, where, name, log):
+        calls.append((model, dataset.name, name))
+        return {"rank1": 79.7}
+
+    monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
+    monkeypatch.setattr("mfr.train.recognizer.train", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / "table1" / cell.key
+    result = runner.run_cell(cell, None, _FakePrepared(tmp_path), out, log=lambda _: None)
+    assert calls == [("dlib-resnet", "mfr2-112", "mfr2"),
+                     ("dlib-resnet", "heldout-hull.csv", "synthetic")]  # fmt: skip
+    assert result["mfr2"] == {"rank1": 79.7, "input": "aligned"} and result["status"] == "done"
 
 
 def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_path, monkeypatch):

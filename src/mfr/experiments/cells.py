@@ -39,7 +39,9 @@ class Cell:
     source: str | None = None  # None: full faces only
     loss_options: dict[str, Any] = field(default_factory=dict, hash=False)
     seed: int = 0
-    baseline: str | None = None  # "dlib": no training, the off-the-shelf descriptor
+    # no training, a built-in model: "dlib" (the off-the-shelf descriptor) or "dlib-resnet"
+    # (dlib's weights behind mfr's fixed chip, on the aligned crops)
+    baseline: str | None = None
 
     @property
     def key(self) -> str:
@@ -57,13 +59,21 @@ class Cell:
         return "template" if self.source == "hull" else "hull"
 
 
+def baseline_cells(table: str) -> list[Cell]:
+    """The untrained reference rows of ``table``."""
+    return [
+        Cell(table, "dlib (off-the-shelf)", baseline="dlib"),
+        Cell(table, "dlib weights, mfr chip (no training)", baseline="dlib-resnet"),
+    ]
+
+
 def _table1(masked_source: str) -> list[Cell]:
     label = SOURCE_LABELS[masked_source]
     cells = [Cell("table1", LOSS_LABELS[loss], loss) for loss in LOSS_LABELS if loss != "dcr"]
     cells += [
         Cell("table1", f"{LOSS_LABELS[loss]}+{label}", loss, masked_source) for loss in LOSS_LABELS
     ]
-    return [Cell("table1", "dlib (off-the-shelf)", baseline="dlib"), *cells]
+    return [*baseline_cells("table1"), *cells]
 
 
 def _table2() -> list[Cell]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.experiments.cells import Cell
+from mfr.experiments.cells import Cell, baseline_cells
 from mfr.experiments.config import CONFIG_DIR, load_experiment_config
 from mfr.experiments.prepare import Prepared
 from mfr.experiments.runner import run_cell
@@ -25,7 +25,7 @@ from mfr.experiments.tables import markdown_table, write_table
 from mfr.io import atomic_write
 
 DEMO_CELLS = [
-    Cell("demo", "dlib (off-the-shelf)", baseline="dlib"),
+    *baseline_cells("demo"),
     Cell("demo", "DCR+KP-SYN (mfr, CPU)", "dcr", "template"),
 ]
 
@@ -95,7 +95,7 @@ def write_report(out: Path, results: list[dict], prepared: Prepared, seconds: fl
     from mfr.report.figures import save_png
 
     ours = next(r for r in results if r.get("loss") == "dcr")
-    cell_dir = out / DEMO_CELLS[1].key
+    cell_dir = out / DEMO_CELLS[-1].key
     masked_root = prepared.masked("lfw", "template")
     save_png(sample_grid(masked_root), out / "samples.png")
     figures = ["![training faces and their synthetic masked twins](samples.png)"]

@@ -143,8 +143,8 @@ def run_cell(
             return _retest(cell, result, prepared, out, log)
         return _save(result, out)
     started = time.perf_counter()
-    if cell.baseline == "dlib":
-        model = "dlib"
+    if cell.baseline:
+        model = cell.baseline
     else:
         from mfr.train.recognizer import train
 
@@ -189,7 +189,7 @@ def _stale_tests(result: dict, cell: Cell) -> list[str]:
 def _retest(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dict:
     """Re-test a finished cell's model on its stale tests (see ``_stale_tests``), no training."""
     trained = Path(result.get("shared_with") or out) / "train" / "final.pt"
-    model = "dlib" if cell.baseline == "dlib" else str(trained)
+    model = cell.baseline or str(trained)
     for test in _stale_tests(result, cell):
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): {test} test changed, re-testing")
         (out / f"{test}.npz").unlink(missing_ok=True)
