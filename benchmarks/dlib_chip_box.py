@@ -40,17 +40,12 @@ def chip_boxes(folder: Path, every: int) -> np.ndarray:
 
 
 def save_untrained(path: Path) -> None:
-    from mfr.align.dlib_models import model_path
-    from mfr.nets.backbones import build_backbone
+    from mfr.embedders.checkpoint import dlib_resnet_model
     from mfr.train.checkpoint import save_checkpoint
 
-    backbone = build_backbone("dlib-resnet", embedding_dim=128, input_size=112)
-    backbone.load_dlib_weights(model_path("descriptor"))
-    save_checkpoint(
-        path, backbone="dlib-resnet", embedding_dim=128, input_size=112,
-        head=backbone.head_name, model=backbone.state_dict(), loss="none", step=0,
-        config={"backbone": "dlib-resnet", "init": "dlib"},
-    )  # fmt: skip
+    model, meta = dlib_resnet_model()
+    save_checkpoint(path, **meta, model=model.state_dict(), config={"backbone": meta["backbone"],
+                    "init": "dlib"})  # fmt: skip
 
 
 def main() -> None:

@@ -8,13 +8,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DLIB_RESNET = "dlib-resnet"  # the spec of dlib's weights behind the fixed chip, untrained
 
-
-def _dlib_resnet():
+def dlib_resnet_model():
     """dlib's descriptor weights in the ``dlib-resnet`` backbone, with checkpoint metadata."""
     from mfr.align.dlib_models import model_path
-    from mfr.nets.backbones import build_backbone
+    from mfr.nets.backbones import DLIB_RESNET, build_backbone
 
     model = build_backbone(DLIB_RESNET, embedding_dim=128, input_size=112)
     model.load_dlib_weights(model_path("descriptor"))
@@ -40,8 +38,8 @@ class CheckpointEmbedder:
         from mfr.train.checkpoint import load_embedding_model
 
         self.path = Path(path)
-        if str(path) == DLIB_RESNET:
-            self.model, self.metadata = _dlib_resnet()
+        if str(path) == "dlib-resnet":  # no file: dlib's weights, untrained
+            self.model, self.metadata = dlib_resnet_model()
         else:
             self.model, self.metadata = load_embedding_model(self.path)
         self.device = torch.device(device)
