@@ -41,7 +41,9 @@ def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 def teacher_fingerprint(spec: str) -> str:
     """A name for the teacher that changes when its weights change (``dlib`` or a model file)."""
-    if spec in ("dlib", "dlib-resnet"):
+    from mfr.embedders import BUILTIN_MODELS
+
+    if spec in BUILTIN_MODELS:
         from mfr.align.dlib_models import model_path
 
         return f"{spec}-" + _file_digest(model_path("descriptor"))[:16]

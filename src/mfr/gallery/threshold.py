@@ -33,7 +33,9 @@ DLIB_DEFAULT = 1.0 - 0.6**2 / 2
 
 def sidecar_path(spec: str) -> Path:
     """Where the threshold of a dlib or ONNX model is kept."""
-    if spec in ("dlib", "dlib-resnet"):
+    from mfr.embedders import BUILTIN_MODELS
+
+    if spec in BUILTIN_MODELS:
         home = Path(os.environ.get("MFR_HOME", "~/.mfr")).expanduser()
         return home / f"{spec}.threshold.json"
     return Path(spec).with_suffix(".threshold.json")

@@ -253,18 +253,6 @@ def _read_details(r: _Reader) -> _Layer:
         if mode != 0 or params.size != n + int(np.prod(beta)):
             raise _FormatError(f"affine layer not in CONV mode or inconsistent ({mode}, {gamma})")
         return _Layer("affine", {"weight": params[:n], "bias": params[n:]})
-    if name == "bn_con2":  # a batch-norm layer read as affine, as dlib does
-        params = r.tensor().ravel()
-        r.alias(), r.alias()
-        r.tensor(), r.tensor()  # batch means / invstds (training state)
-        running_mean, running_var = r.tensor().ravel(), r.tensor().ravel()
-        r.int(), r.int()
-        for _ in range(4):
-            r.float()
-        eps = r.float()
-        n = running_mean.size
-        g = params[:n] / np.sqrt(running_var + np.float32(eps))
-        return _Layer("affine", {"weight": g, "bias": params[n:] - g * running_mean})
     if name == "relu_":
         return _Layer("relu")
     if name == "add_prev_":
