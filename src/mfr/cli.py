@@ -37,12 +37,24 @@ def _register_commands() -> None:
 _register_commands()
 
 
+def _names_printable() -> None:
+    """File names that are not UTF-8 print as the bytes ``ls`` shows, never a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; an ``MfrError`` becomes one plain line on stderr and exit status 2."""
+    _names_printable()
     try:
         app(args=argv)
     except MfrError as error:
         typer.echo(f"mfr: error: {error}", err=True)
+        return 2
+    except OSError as error:  # a file error no command anticipated: still one line
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"mfr: error: {where}{error.strerror or error}", err=True)
         return 2
     except SystemExit as stop:  # typer ends every run with sys.exit(code)
         code = stop.code
