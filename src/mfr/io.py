@@ -146,7 +146,9 @@ def remove_stale_temps(folder: str | Path, recursive: bool = True) -> int:
     return removed
 
 
-def _remove_stale_temps_of(path: Path) -> None:
+def remove_stale_temps_of(path: str | Path) -> None:
+    """Delete the temp files that killed writes of ``path`` left beside it."""
+    path = Path(path)
     with contextlib.suppress(OSError):
         for temp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
             if _is_stale(temp, path.name):
@@ -169,7 +171,7 @@ def atomic_write(path: str | Path, mode: str = "wb", fsync: bool = True) -> Iter
     if path.is_dir():
         raise cannot_write(path, "it is an existing folder")
     ensure_folder(path.parent)
-    _remove_stale_temps_of(path)
+    remove_stale_temps_of(path)
     try:
         fd, tmp = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp"

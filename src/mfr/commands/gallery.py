@@ -165,7 +165,10 @@ def register(app: typer.Typer) -> None:
         --name, or a dataset folder <identity>/<images> (full faces only)."""
         from mfr.errors import MfrError
         from mfr.gallery.store import Gallery, locked
+        from mfr.io import check_writable, remove_stale_temps_of
 
+        check_writable(gallery)  # a read-only or full folder fails before the embedding
+        remove_stale_temps_of(gallery)  # a killed enrolment's
         sources = enrolment_sources(src, name)
         if not sources:
             raise MfrError(f"{src}: no images to enrol")
