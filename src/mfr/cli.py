@@ -9,6 +9,7 @@ import sys
 import typer
 
 from mfr.errors import MfrError
+from mfr.io import printable_streams
 
 app = typer.Typer(
     name="mfr",
@@ -37,16 +38,9 @@ def _register_commands() -> None:
 _register_commands()
 
 
-def _names_printable() -> None:
-    """File names that are not UTF-8 print as the bytes ``ls`` shows, never a traceback."""
-    for stream in (sys.stdout, sys.stderr):
-        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
-            stream.reconfigure(errors="surrogateescape")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; an ``MfrError`` becomes one plain line on stderr and exit status 2."""
-    _names_printable()
+    printable_streams(sys.stdout, sys.stderr)  # file names that are not UTF-8: \xNN
     try:
         app(args=argv)
     except MfrError as error:

@@ -20,6 +20,7 @@ them back byte for byte.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import errno
 import os
@@ -273,3 +274,29 @@ def display_name(text: str) -> str:
     """A name safe to print or store as UTF-8 text: bytes that are not UTF-8 shown as
     ``\\xNN``."""
     return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _escape_names(error: UnicodeError):
+    """Codec error handler ``mfr-names``: a byte of a file name that is not UTF-8 (kept by
+    ``surrogateescape``) prints as ``\\xNN``, anything else unencodable as ``\\uNNNN``."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = []
+    for char in error.object[error.start : error.end]:
+        code = ord(char)
+        out.append(f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}")
+    return "".join(out), error.end
+
+
+codecs.register_error("mfr-names", _escape_names)
+
+
+def printable_streams(*streams) -> None:
+    """Make text streams print names that are not UTF-8 as ``\\xNN`` (valid text for a
+    terminal or a program reading the output) instead of raising ``UnicodeEncodeError``."""
+    for stream in streams:
+        errors = getattr(stream, "errors", None)
+        if errors in ("strict", "backslashreplace", "surrogateescape") and hasattr(
+            stream, "reconfigure"
+        ):
+            stream.reconfigure(errors="mfr-names")

@@ -89,11 +89,10 @@ def _is_image(path: Path) -> bool:
 
 def _mfr2_items(root: Path, labels: Path) -> list[Item]:
     """MFR2 layout: ``<Id>/<Id>_NNNN.png`` with ``mfr2_labels.txt`` lines ``Id, N, masktype``."""
-    masked: dict[tuple[str, int], bool] = {}
-    for line in labels.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[1].isdigit():
-            masked[(parts[0], int(parts[1]))] = parts[2] != "no-mask"
+    from mfr.data.dataset import read_mfr2_labels
+
+    masked = {(identity, number): masktype != "no-mask"
+              for identity, number, masktype in read_mfr2_labels(labels)}  # fmt: skip
     items = []
     for path in sorted(root.glob("*/*")):
         if not _is_image(path) or path.parent.name.startswith(("_", ".")):
