@@ -91,6 +91,14 @@ def world(tmp_path_factory):
                     head=torch_net.head_name, model=torch_net.state_dict(), loss="softmax",
                     step=0)  # fmt: skip
     w["train"] = make_train_dataset(root / "train", identities=3, per_identity=4, masked=0)
+    w["mfr2"] = root / "mfr2"  # the benchmark pairs `mfr data pairs` converts
+    w["mfr2"].mkdir()
+    (w["mfr2"] / "pairs.txt").write_text("Ann 1 2\nAnn 1 Bob 1\n")
+    w["mfr2_emb"] = root / "mfr2.npz"
+    names = ["Ann/Ann_0001.png", "Ann/Ann_0002.png", "Bob/Bob_0001.png"]
+    np.savez(w["mfr2_emb"], embeddings=np.ones((3, 4), np.float32),
+             identities=np.array(["Ann", "Ann", "Bob"]), domains=np.array([1, 0, 0], np.uint8),
+             paths=np.array(names))  # fmt: skip
     w["photos"] = root / "photos"
     (w["photos"] / "Grace").mkdir(parents=True)
     shutil.copy(grace_hopper_path(), w["photos"] / "Grace" / "1.jpg")
@@ -266,6 +274,19 @@ COMMANDS = {
         False,
     ),  # fmt: skip
     "export": (lambda w, o: ["export", w["ckpt"], "--onnx", o / "m.onnx"], False),
+    "data pairs": (
+        lambda w, o: [
+            "data",
+            "pairs",
+            "mfr2",
+            w["mfr2_emb"],
+            "--root",
+            w["mfr2"],
+            "--out",
+            o / "p.csv",
+        ],
+        False,
+    ),  # fmt: skip
     "verify --calibrate": (
         lambda w, o: ["verify", "--calibrate", w["emb"], "--model", o / "tiny.onnx"],
         True,
