@@ -511,13 +511,14 @@ def test_enroll_identify_embed_and_data_info_take_and_skip_the_same_files(
     model, _ = setup
     folder = tmp_path / "people" / "Al"
     folder.mkdir(parents=True)
-    for n, suffix in enumerate((".png", ".gif", ".ppm", ".pgm", ".JPG")):
+    for n, suffix in enumerate((".png", ".gif", ".ppm", ".pgm", ".JPG", ".avif", ".webp")):
         image = Image.fromarray(face_like(rng, 0))
         (image.convert("L") if suffix == ".pgm" else image).save(folder / f"{n}{suffix}")
     (folder / "broken.png").symlink_to(tmp_path / "gone.png")
     (folder / "notes.txt").write_text("not a photo")
     (folder / "._0.png").write_bytes(b"macOS resource fork")
-    taken = 5
+    (folder / "IMG_1.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic")
+    taken = 7
     code, out, err = run_mfr(capsys, "enroll", tmp_path / "g.npz", folder, "--name", "Al",
                              "--model", model)  # fmt: skip
     assert code == 0, err
@@ -525,16 +526,44 @@ def test_enroll_identify_embed_and_data_info_take_and_skip_the_same_files(
     assert f"skipped: {folder / 'broken.png'}: broken symbolic link" in err
     assert f"skipped: {folder / 'notes.txt'}: not an image file (suffix .txt)" in err
     assert f"skipped: {folder / '._0.png'}: hidden file" in err
-    assert "skipped 3 files" in err
+    assert f"skipped: {folder / 'IMG_1.HEIC'}: HEIC/HEIF photos are not supported" in err
+    assert "skipped 4 files" in err
     code, out, err = run_mfr(capsys, "identify", tmp_path / "g.npz", folder, "--json")
     assert code == 0, err
-    assert len(json.loads(out)["results"]) == taken and "skipped 3 files" in err
+    assert len(json.loads(out)["results"]) == taken and "skipped 4 files" in err
     code, out, err = run_mfr(capsys, "data", "info", tmp_path / "people", "--json", "--no-decode")
     info = json.loads(out)
-    assert info["images"] == taken and info["non_image_files_skipped"] == 3
+    assert info["images"] == taken and info["non_image_files_skipped"] == 4
     code, out, err = run_mfr(capsys, "embed", tmp_path / "people", "--model", model, "--out",
                              tmp_path / "e.npz", "--aligned")  # fmt: skip
     assert code == 0 and f"{taken} embeddings" in out, err
+    assert "skipped 4 files that are not images" in err
+
+
+def test_a_manifest_naming_files_with_commas_quotes_and_newlines_round_trips(tmp_path, rng):
+    from mfr.data.dataset import load_index, write_manifest
+
+    names = ["Al, B/1.png", 'Cy "C"/2.png', "Di\nD/3.png"]
+    for name in names:
+        write_png(tmp_path / name, face_like(rng, 0))
+    walked = load_index(tmp_path, use_manifest=False)
+    write_manifest(tmp_path, walked)
+    index = load_index(tmp_path)
+    assert index.kind == "manifest" and sorted(index.relative_paths()) == sorted(names)
+    assert sorted(set(index.identities)) == sorted(n.split("/")[0] for n in names)
+
+
+def test_identities_differing_in_case_or_spaces_within_one_enrolment_are_told(
+    setup, tmp_path, capsys, rng
+):
+    model, _ = setup
+    for name in ("Al", "al", "Bo "):
+        write_png(tmp_path / "d" / name / "1.png", face_like(rng, len(name)))
+    code, _, err = run_mfr(capsys, "enroll", tmp_path / "g.npz", tmp_path / "d", "--model", model)
+    assert code == 0, err
+    assert "'al' differs from the enrolled 'Al' only in case" in err
+    assert "note: folder 'Bo ' enrolled as 'Bo'" in err
+    assert Gallery.load(tmp_path / "g.npz").identity_counts() == {"Al": 1, "Bo": 1, "al": 1}
 
 
 # ----------------------------------------------------------------------------- 13. names

@@ -122,6 +122,12 @@ def embed_dataset(
     index = load_index(src, exclude=exclude)
     if limit is not None:
         index = index.subset(np.arange(min(limit, len(index))))
+    if index.skipped:
+        from mfr.data.walk import classify
+
+        example = index.skipped[0]
+        reason = classify(example) or "outside identity folders"
+        log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
     embedder = load_embedder(model)
     detects = aligned is False or (aligned is None and model == "dlib")
     min_side = MIN_SIDE if detects else MIN_CROP_SIDE

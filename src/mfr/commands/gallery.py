@@ -53,6 +53,9 @@ def enrolment_sources(src: Path, name: str | None) -> list[tuple[str, Path]]:
         _report_skips([(p, "listed but missing") for p in index.missing], f"in {src}")
     full = [(normalise_name(i), p) for i, p, d in zip(index.identities, index.paths,
             index.domains, strict=True) if d == FULL]  # fmt: skip
+    renamed = sorted({i for i in index.identities if normalise_name(i) != i})
+    for folder in renamed:
+        _err(f"note: folder {folder!r} enrolled as {normalise_name(folder)!r}")
     masked = len(index) - len(full)
     if masked:
         _err(f"note: {masked} masked images of {src} not enrolled (a gallery holds full faces)")
@@ -120,13 +123,13 @@ def _new_sources(store, sources: list[tuple[str, Path]], warn: bool) -> list[tup
         others = sorted(names_of.get(key, set()) - {identity})
         enrolled.add((identity, key))
         names_of.setdefault(key, set()).add(identity)
+        similar = by_case.setdefault(identity.casefold(), identity)
         if not warn:
             continue
         if others:
             _err(f"warning: {photo}: already enrolled as {', '.join(others)}; "
                  f"now also as {identity}")  # fmt: skip
-        similar = by_case.get(identity.casefold())
-        if similar is not None and similar != identity and identity not in told:
+        if similar != identity and identity not in told:
             told.add(identity)
             _err(
                 f"warning: {identity!r} differs from the enrolled {similar!r} only in case; "

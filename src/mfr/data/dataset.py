@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -224,7 +225,7 @@ def read_manifest(csv_path: str | Path) -> DatasetIndex:
     from mfr.io import read_text
 
     text = read_text(csv_path, "manifest", names=True)
-    rows = csv.reader(text.splitlines())
+    rows = csv.reader(io.StringIO(text, newline=""))  # a quoted name may hold a newline
     header = next(rows, None)
     if header is None or tuple(h.strip() for h in header) != MANIFEST_HEADER:
         raise MfrError(

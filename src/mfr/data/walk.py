@@ -33,6 +33,8 @@ def classify(path: Path) -> str | None:
     name = path.name
     if name.startswith("."):
         return "hidden file"
+    if path.suffix.lower() in (".heic", ".heif"):
+        return "HEIC/HEIF photos are not supported; convert them to JPEG first"
     if path.suffix.lower() not in IMAGE_SUFFIXES:
         return f"not an image file (suffix {path.suffix or 'none'})"
     if path.is_symlink() and not path.exists():
