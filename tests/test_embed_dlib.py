@@ -34,11 +34,11 @@ class MeanColourEmbedder:
 @pytest.fixture
 def tiny_dataset(tmp_path, rng):
     root = tmp_path / "faces"
-    for identity in ("ann", "bob"):
+    for identity in ("ann", "bob"):  # 16 px: the smallest crop mfr embed takes
         for i in range(2):
-            write_image(root / identity / f"{i}.png", rng.integers(0, 256, (8, 12, 3), np.uint8))
+            write_image(root / identity / f"{i}.png", rng.integers(0, 256, (16, 24, 3), np.uint8))
         write_image(
-            root / identity / "masked" / "0.png", rng.integers(0, 256, (8, 12, 3), np.uint8)
+            root / identity / "masked" / "0.png", rng.integers(0, 256, (16, 24, 3), np.uint8)
         )
     (root / "bob" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "ann" / "readme.txt").write_text("not an image")

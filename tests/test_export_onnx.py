@@ -19,9 +19,15 @@ def test_onnxruntime_output_matches_pytorch_with_dynamic_batch(tmp_path, rng, ba
     images = [face_like(rng, i, size=32) for i in range(batch)]
     with torch.no_grad():
         expected = tiny_model(3)(images_to_tensor(images)).numpy()
-    got = OnnxEmbedder(path).embed(images)
-    assert got.shape == (batch, 16)
-    np.testing.assert_allclose(got, expected, atol=1e-4, rtol=0)
+    embedder = OnnxEmbedder(path)
+    tensor = images_to_tensor(images).numpy()
+    raw = embedder.session.run(None, {embedder.input_name: tensor})[0]
+    assert raw.shape == (batch, 16)
+    np.testing.assert_allclose(raw, expected, atol=1e-4, rtol=0)
+    # embed() L2-normalises, as a checkpoint's embedder does
+    got = embedder.embed(images)
+    unit = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, unit, atol=1e-4, rtol=0)
 
 
 def test_export_records_input_size_normalisation_dim_and_threshold(tmp_path):
@@ -138,7 +144,12 @@ def test_dlib_backbone_exports_and_matches_pytorch(tmp_path, rng):
     images = [face_like(rng, i, size=48) for i in range(2)]
     with torch.no_grad():
         expected = model(images_to_tensor(images)).numpy()
-    np.testing.assert_allclose(OnnxEmbedder(path).embed(images), expected, atol=1e-4, rtol=0)
+    embedder = OnnxEmbedder(path)
+    tensor = images_to_tensor(images).numpy()
+    raw = embedder.session.run(None, {embedder.input_name: tensor})[0]
+    np.testing.assert_allclose(raw, expected, atol=1e-4, rtol=0)
+    unit = expected / np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(embedder.embed(images), unit, atol=1e-4, rtol=0)
 
 
 def test_a_model_the_exporter_cannot_write_is_a_clear_error(tmp_path):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.data.images import read_image
-from mfr.embedders import BUILTIN_MODELS
+from mfr.embedders import BUILTIN_MODELS, check_finite
 from mfr.errors import MfrError
 from mfr.gallery.faces import prepare_face
 from mfr.gallery.search import GallerySearch, Match
@@ -119,7 +119,10 @@ class FaceRecognizer:
             if progress is not None:
                 progress(1)
         if crops:
-            embeddings = normalise(self.embedder.embed(crops, aligned=True))
+            names = [str(images[i]) if isinstance(images[i], str | Path) else f"image {i}"
+                     for i in kept]  # fmt: skip
+            raw = check_finite(self.embedder.embed(crops, aligned=True), self.model.spec, names)
+            embeddings = normalise(raw)
         else:
             embeddings = np.zeros((0, self.dim), np.float32)
         return EmbedResult(embeddings, kept, skipped, notes)

@@ -9,6 +9,7 @@ import sys
 import typer
 
 from mfr.errors import MfrError
+from mfr.io import printable_streams
 
 app = typer.Typer(
     name="mfr",
@@ -39,10 +40,15 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; an ``MfrError`` becomes one plain line on stderr and exit status 2."""
+    printable_streams(sys.stdout, sys.stderr)  # file names that are not UTF-8: \xNN
     try:
         app(args=argv)
     except MfrError as error:
         typer.echo(f"mfr: error: {error}", err=True)
+        return 2
+    except OSError as error:  # a file error no command anticipated: still one line
+        where = f"{error.filename}: " if error.filename else ""
+        typer.echo(f"mfr: error: {where}{error.strerror or error}", err=True)
         return 2
     except SystemExit as stop:  # typer ends every run with sys.exit(code)
         code = stop.code

@@ -17,3 +17,8 @@ class ConfigError(MfrError):
 
 class CheckpointError(MfrError):
     """A checkpoint that is missing, corrupt or of another model."""
+
+
+class OutputError(MfrError, OSError):
+    """An output that cannot be written: ``<path>: cannot write (<reason>)``. Also an
+    ``OSError``, which it is."""

@@ -24,7 +24,7 @@ import numpy as np
 from mfr.align.landmarks import save_landmarks
 from mfr.data.images import read_image
 from mfr.errors import MfrError
-from mfr.io import atomic_write
+from mfr.io import atomic_write, check_writable, ensure_folder
 
 PARTS = ".align-parts"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -89,11 +89,10 @@ def _is_image(path: Path) -> bool:
 
 def _mfr2_items(root: Path, labels: Path) -> list[Item]:
     """MFR2 layout: ``<Id>/<Id>_NNNN.png`` with ``mfr2_labels.txt`` lines ``Id, N, masktype``."""
-    masked: dict[tuple[str, int], bool] = {}
-    for line in labels.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[1].isdigit():
-            masked[(parts[0], int(parts[1]))] = parts[2] != "no-mask"
+    from mfr.data.dataset import read_mfr2_labels
+
+    masked = {(identity, number): masktype != "no-mask"
+              for identity, number, masktype in read_mfr2_labels(labels)}  # fmt: skip
     items = []
     for path in sorted(root.glob("*/*")):
         if not _is_image(path) or path.parent.name.startswith(("_", ".")):
@@ -200,7 +199,6 @@ def shard_items(items: list[Item], shard: int, count: int) -> list[Item]:
 # ----------------------------------------------------------------------------- workers
 
 _options: dict = {}
-_made_dirs: set[Path] = set()
 
 
 def _init_worker(options: dict) -> None:
@@ -212,23 +210,14 @@ def _init_worker(options: dict) -> None:
     hog_detector()
     landmark_predictor(68)
     _options.update(options)
-    _made_dirs.clear()
 
 
 def _write_replace(path: Path, data: bytes) -> None:
     """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
     image, and a power loss at worst loses images whose progress was not yet recorded (part
     files are fsynced, and a recorded image that is missing is redone)."""
-    if path.parent not in _made_dirs:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _made_dirs.add(path.parent)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb", fsync=False) as handle:
+        handle.write(data)
 
 
 def _process(item: Item):
@@ -277,8 +266,7 @@ class PartWriter:
     """Buffers results and flushes them to ``DST/.align-parts/part-<i>of<n>-<k>.npz``."""
 
     def __init__(self, dst: Path, shard: int, count: int, size: int):
-        self.folder = dst / PARTS
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder = ensure_folder(dst / PARTS)
         self.prefix = f"part-{shard}of{count}-"
         existing = [
             int(_PART_NAME.search(p.name).group(3)) for p in self.folder.glob(self.prefix + "*.npz")
@@ -425,7 +413,7 @@ def align_folder(
             seen[item.output] = item
             unique.append(item)
     mine = shard_items(unique, *shard)
-    dst.mkdir(parents=True, exist_ok=True)
+    check_writable(dst / "manifest.csv")  # before any work: a read-only or full DST
     done, failed, recorded_size = _recorded(dst) if (dst / PARTS).is_dir() else ({}, {}, None)
     if recorded_size is not None and recorded_size != size:
         raise MfrError(

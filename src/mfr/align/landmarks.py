@@ -7,7 +7,7 @@ One file per dataset holds ``paths`` (str, relative to ROOT, POSIX separators) a
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
@@ -44,4 +44,20 @@ def load_landmarks(root: str | Path) -> tuple[dict[str, np.ndarray], int]:
         raise MfrError(f"{target}: unreadable landmarks sidecar ({error})") from error
     if array.ndim != 3 or array.shape[1:] != (68, 2) or len(paths) != len(array):
         raise MfrError(f"{target}: landmarks must be N x 68 x 2, got {array.shape}")
+    if size < 1:
+        raise MfrError(f"{target}: aligned image size must be positive, got {size}")
+    for i, path in enumerate(paths.tolist()):
+        problem = _path_problem(str(path))
+        if problem:
+            raise MfrError(f"{target}: entry {i} {str(path)!r}: {problem}")
     return {str(p): array[i] for i, p in enumerate(paths)}, size
+
+
+def _path_problem(path: str) -> str | None:
+    """Why a sidecar path could reach outside its dataset folder (None when it cannot)."""
+    pure = PurePosixPath(path)
+    if not path or pure.is_absolute():
+        return "paths must be relative to the dataset folder"
+    if any(part in ("..", ".", "") for part in path.split("/")):
+        return "paths must not hold '..', '.' or empty parts"
+    return None

@@ -12,30 +12,47 @@ def _batches(items: list, size: int):
         yield items[start : start + size]
 
 
-def _decode_batch(paths: list[Path]):
-    """Decode a batch; return (kept row numbers, images, [(row, message)] of bad files)."""
+#: Smallest image side worth embedding: an aligned crop (what the networks accept,
+#: ``mfr.gallery.faces.MIN_CROP_SIDE``) and a photo a face is detected in (``mfr align``'s
+#: rule, ``mfr.align.detect.MIN_SIDE``).
+MIN_CROP_SIDE = 16
+
+
+def _decode_batch(paths: list[Path], min_side: int = MIN_CROP_SIDE):
+    """Decode a batch; return (kept row numbers, images, [(row, message)] of bad files).
+    An image whose shorter side is under ``min_side`` is a bad file ("image too small")."""
     from mfr.data.images import read_image
     from mfr.errors import BadImageError
 
     rows, images, bad = [], [], []
     for row, path in paths:
         try:
-            images.append(read_image(path))
-            rows.append(row)
+            image = read_image(path)
         except BadImageError as error:
             bad.append((row, str(error)))
+            continue
+        height, width = image.shape[:2]
+        if min(height, width) < min_side:
+            bad.append((row, f"{path}: image too small ({width}x{height} px, need {min_side})"))
+            continue
+        images.append(image)
+        rows.append(row)
     return rows, images, bad
 
 
 SAVE_EVERY_S = 60.0  # how often a long run saves its progress for --resume
 
 
-def _fingerprint(model: str, flip: bool, aligned, relative: list[str]) -> str:
-    """What a partial run must share with this one to be resumed."""
+def _fingerprint(weights: str, flip: bool, aligned, relative: list[str]) -> str:
+    """What a partial run must share with this one to be resumed: the model's weights (their
+    hash, not the ``--model`` string: replaced weights never mix into one file, and
+    ``m.pt`` and ``/abs/m.pt`` resume each other), the options and the image list."""
     import hashlib
 
-    digest = hashlib.sha1("\n".join(relative).encode("utf-8")).hexdigest()
-    return f"model={model};flip={flip};aligned={aligned};images={len(relative)};{digest}"
+    from mfr.io import name_bytes
+
+    digest = hashlib.sha1(b"\n".join(name_bytes(r) for r in relative)).hexdigest()
+    return f"weights={weights};flip={flip};aligned={aligned};images={len(relative)};{digest}"
 
 
 def _load_partial(path: Path, fingerprint: str, count: int):
@@ -91,24 +108,39 @@ def embed_dataset(
     import numpy as np
     from tqdm import tqdm
 
+    from mfr.align.detect import MIN_SIDE
     from mfr.data.dataset import load_index
-    from mfr.embedders import load_embedder
+    from mfr.embedders import check_finite, load_embedder
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
-    from mfr.io import atomic_write
+    from mfr.gallery.fingerprint import model_fingerprint
+    from mfr.io import atomic_write, check_writable
 
     if batch_size < 1:
         raise MfrError(f"--batch-size must be at least 1, got {batch_size}")
+    check_writable(out)  # a read-only or full folder fails now, not after the work
     index = load_index(src, exclude=exclude)
     if limit is not None:
         index = index.subset(np.arange(min(limit, len(index))))
+    if index.skipped:
+        from mfr.data.walk import classify
+
+        example = index.skipped[0]
+        reason = classify(example) or "outside identity folders"
+        log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
     embedder = load_embedder(model)
+    detects = aligned is False or (aligned is None and model == "dlib")
+    min_side = MIN_SIDE if detects else MIN_CROP_SIDE
     options = {} if aligned is None else {"aligned": aligned}
     relative = index.relative_paths()
 
     started = time.perf_counter()
     partial_path = out.with_name(out.name + ".partial.npz")
-    fingerprint = _fingerprint(model, flip, aligned, relative)
+    try:
+        weights = model_fingerprint(model)
+    except MfrError:  # an embedder that is no model file (plugged in by a test or a script)
+        weights = f"spec={model}"
+    fingerprint = _fingerprint(weights, flip, aligned, relative)
     done = _load_partial(partial_path, fingerprint, len(index)) if resume else None
     kept_rows: list[int] = []
     parts: list[np.ndarray] = []
@@ -144,13 +176,15 @@ def embed_dataset(
     last_save = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while embedding
-            pending = pool.submit(_decode_batch, chunks[0]) if chunks else None
+            pending = pool.submit(_decode_batch, chunks[0], min_side) if chunks else None
             for number in range(len(chunks)):
                 rows, images, batch_bad = pending.result()
                 if number + 1 < len(chunks):
-                    pending = pool.submit(_decode_batch, chunks[number + 1])
+                    pending = pool.submit(_decode_batch, chunks[number + 1], min_side)
                 if images:
+                    names = [relative[r] for r in rows]
                     features = np.asarray(embedder.embed(images, **options), dtype=np.float32)
+                    check_finite(features, model, names)
                     if flip:
                         mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
                         features = _unit(

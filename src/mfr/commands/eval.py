@@ -33,9 +33,17 @@ def run_eval(
     from mfr.eval.report import build_report
     from mfr.eval.retrieval import evaluate_retrieval
     from mfr.eval.verification import pair_similarities, verification_metrics
-    from mfr.io import atomic_write
+    from mfr.io import atomic_write, check_writable
 
     emb = load_embeddings(embeddings_path)
+    # every output checked before the first is written: none or all of them
+    for target in (
+        json_out,
+        None if plots_dir is None else Path(plots_dir) / "cmc.png",
+        None if pairs_path is not None else default_pairs_path(embeddings_path, json_out),
+    ):
+        if target is not None:
+            check_writable(target)
     notes: list[str] = []
     num_probes = int(np.count_nonzero(emb.domains == MASKED))
     num_gallery = int(np.count_nonzero(emb.domains == FULL))

@@ -6,8 +6,6 @@ from pathlib import Path
 
 import typer
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
 ALIGNED_HELP = (
     "--aligned: inputs are aligned crops; --detect: detect and align the face; "
     "default: auto (112 x 112 images are crops, others are detected)"
@@ -18,30 +16,26 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def _mfr2_full_faces(root: Path) -> list[tuple[str, Path]] | None:
-    """Full faces of an MFR2-layout folder (``mfr2_labels.txt``), or None if it is not one."""
-    labels = root / "mfr2_labels.txt"
-    if not labels.is_file():
-        return None
-    out = []
-    for line in labels.read_text().splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) == 3 and parts[2] == "no-mask":
-            identity, number = parts[0], int(parts[1])
-            out.append((identity, root / identity / f"{identity}_{number:04d}.png"))
-    return out
+def _report_skips(skipped: list[tuple[Path, str]], what: str) -> None:
+    """Each file a folder walk left out, then the count (never a silent drop)."""
+    for path, reason in skipped:
+        _err(f"skipped: {path}: {reason}")
+    if skipped:
+        _err(f"skipped {len(skipped)} files {what}")
 
 
 def enrolment_sources(src: Path, name: str | None) -> list[tuple[str, Path]]:
     """(identity, photo) pairs to enrol: one photo (needs ``name``); a folder of photos of
-    ``name``; or a dataset folder ``<identity>/<images>`` whose full faces are taken (images
-    under a ``masked`` folder, or labelled masked in an MFR2 ``mfr2_labels.txt``, are not)."""
+    ``name`` (sub-folders too, except ``masked`` ones); or a dataset in any layout
+    ``mfr.data.dataset.load_index`` reads (identity folders, MFR2, LFW, a manifest), whose
+    full faces are taken. Files the walk leaves out are reported with a count."""
+    from mfr.data.dataset import FULL, MASKED_DIR, load_index
+    from mfr.data.walk import classify, walk_images
     from mfr.errors import MfrError
+    from mfr.gallery.store import normalise_name
 
+    if name is not None:
+        name = normalise_name(name)
     if src.is_file():
         if not name:
             raise MfrError(f"{src}: enrolling a single photo needs --name NAME")
@@ -49,26 +43,39 @@ def enrolment_sources(src: Path, name: str | None) -> list[tuple[str, Path]]:
     if not src.is_dir():
         raise MfrError(f"{src}: no such file or folder")
     if name:
-        return [(name, p) for p in sorted(src.iterdir()) if _is_image(p)]
-    mfr2 = _mfr2_full_faces(src)
-    if mfr2 is not None:
-        return mfr2
-    out = []
-    for folder in sorted(p for p in src.iterdir() if p.is_dir()):
-        if folder.name.startswith(("_", ".")):
-            continue
-        out.extend((folder.name, p) for p in sorted(folder.iterdir()) if _is_image(p))
-    return out
+        walk = walk_images(src, skip_dirs={MASKED_DIR})
+        _report_skips(walk.skipped, f"in {src} (not images)")
+        return [(name, p) for p in walk.images]
+    index = load_index(src)
+    reasons = [(p, classify(p) or "outside identity folders") for p in index.skipped]
+    _report_skips(reasons, f"in {src}")
+    if index.missing:
+        _report_skips([(p, "listed but missing") for p in index.missing], f"in {src}")
+    full = [(normalise_name(i), p) for i, p, d in zip(index.identities, index.paths,
+            index.domains, strict=True) if d == FULL]  # fmt: skip
+    renamed = sorted({i for i in index.identities if normalise_name(i) != i})
+    for folder in renamed:
+        _err(f"note: folder {folder!r} enrolled as {normalise_name(folder)!r}")
+    masked = len(index) - len(full)
+    if masked:
+        _err(f"note: {masked} masked images of {src} not enrolled (a gallery holds full faces)")
+    return full
 
 
 def _photos(items: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to the images under them (sorted)."""
-    out = []
+    """Files as given; folders expanded to the images under them (sorted), each file the
+    walk leaves out reported with a count."""
+    from mfr.data.walk import walk_images
+
+    out, skipped = [], []
     for item in items:
         if item.is_dir():
-            out.extend(sorted(p for p in item.rglob("*") if _is_image(p)))
+            walk = walk_images(item)
+            out.extend(walk.images)
+            skipped.extend(walk.skipped)
         else:
             out.append(item)
+    _report_skips(skipped, "(not images)")
     return out
 
 
@@ -96,6 +103,41 @@ def _embed(recognizer, paths: list[Path], aligned: bool | None):
     if result.skipped:
         _err(f"skipped {len(result.skipped)} of {len(paths)} images")
     return result
+
+
+def _new_sources(store, sources: list[tuple[str, Path]], warn: bool) -> list[tuple[str, Path]]:
+    """The (identity, photo) pairs ``store`` does not hold yet (names already normalised). With
+    ``warn``, say how many were left out, and warn about a photo enrolled under another name
+    or a name that differs from an enrolled one only in case."""
+    enrolled = set(zip(store.identities.tolist(), store.paths.tolist(), strict=True))
+    names_of: dict[str, set[str]] = {}
+    for identity, path in enrolled:
+        names_of.setdefault(path, set()).add(identity)
+    by_case = {identity.casefold(): identity for identity in store.identities.tolist()}
+    fresh, told = [], set()
+    for identity, photo in sources:
+        key = str(photo.resolve())
+        if (identity, key) in enrolled:
+            continue
+        fresh.append((identity, photo))
+        others = sorted(names_of.get(key, set()) - {identity})
+        enrolled.add((identity, key))
+        names_of.setdefault(key, set()).add(identity)
+        similar = by_case.setdefault(identity.casefold(), identity)
+        if not warn:
+            continue
+        if others:
+            _err(f"warning: {photo}: already enrolled as {', '.join(others)}; "
+                 f"now also as {identity}")  # fmt: skip
+        if similar != identity and identity not in told:
+            told.add(identity)
+            _err(
+                f"warning: {identity!r} differs from the enrolled {similar!r} only in case; "
+                "they stay two identities (use `mfr gallery rename` to merge)"
+            )
+    if warn and len(fresh) < len(sources):
+        _err(f"{len(sources) - len(fresh)} images already enrolled, not added again")
+    return fresh
 
 
 def _model_for(gallery_path: Path, model: str | None):
@@ -126,17 +168,16 @@ def register(app: typer.Typer) -> None:
         --name, or a dataset folder <identity>/<images> (full faces only)."""
         from mfr.errors import MfrError
         from mfr.gallery.store import Gallery, locked
+        from mfr.io import check_writable, remove_stale_temps_of
 
+        check_writable(gallery)  # a read-only or full folder fails before the embedding
+        remove_stale_temps_of(gallery)  # a killed enrolment's
         sources = enrolment_sources(src, name)
         if not sources:
             raise MfrError(f"{src}: no images to enrol")
         recognizer, existing = _model_for(gallery, model)
-        if existing is not None:
-            have = set(zip(existing.identities.tolist(), existing.paths.tolist(), strict=True))
-            fresh = [(i, p) for i, p in sources if (i, str(p.resolve())) not in have]
-            if len(fresh) < len(sources):
-                _err(f"{len(sources) - len(fresh)} images already enrolled, not added again")
-            sources = fresh
+        if existing is not None:  # a first look, to embed only new photos
+            sources = _new_sources(existing, sources, warn=True)
         if not sources:
             typer.echo(f"nothing new to enrol into {gallery}")
             return
@@ -144,16 +185,28 @@ def register(app: typer.Typer) -> None:
         if not result.kept:
             raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
         with locked(gallery):
+            # the gallery as it is now: another enrolment may have written it meanwhile
             store = Gallery.load(gallery) if gallery.exists() else Gallery.empty(recognizer.model)
             store.check_model(recognizer.model, gallery)
-            identities = [sources[i][0] for i in result.kept]
+            embedded = [(*sources[i], row) for row, i in enumerate(result.kept)]
+            candidates = [(i, p) for i, p, _ in embedded]
+            fresh = set(_new_sources(store, candidates, warn=existing is None))
+            if len(fresh) < len(embedded) and existing is not None:
+                _err(f"{len(embedded) - len(fresh)} images were enrolled meanwhile by another "
+                     "run, not added again")  # fmt: skip
+            embedded = [(i, p, row) for i, p, row in embedded if (i, p) in fresh]
+            identities = [i for i, _, _ in embedded]
             for identity in dict.fromkeys(identities):
-                rows = [r for r, i in enumerate(identities) if i == identity]
-                paths = [str(sources[result.kept[r]][1].resolve()) for r in rows]
+                rows = [row for i, _, row in embedded if i == identity]
+                paths = [str(p.resolve()) for i, p, _ in embedded if i == identity]
                 store.add(identity, result.embeddings[rows], paths)
-            store.save(gallery)
+            if embedded:
+                store.save(gallery)
+        if not embedded:
+            typer.echo(f"nothing new to enrol into {gallery}")
+            return
         typer.echo(
-            f"enrolled {len(result.kept)} images of {len(set(identities))} identities into "
+            f"enrolled {len(embedded)} images of {len(set(identities))} identities into "
             f"{gallery} (now {len(store.identity_counts())} identities, {len(store)} images)"
         )
 
@@ -178,9 +231,12 @@ def register(app: typer.Typer) -> None:
             raise MfrError(f"{gallery}: no such gallery (create it with `mfr enroll`)")
         recognizer, store = _model_for(gallery, model)
         paths = _photos(photos)
+        where = f"{photos[0]}{' ...' if len(photos) > 1 else ''}"
         if not paths:
-            raise MfrError("no photos to identify")
+            raise MfrError(f"{where}: no photos to identify")
         result = _embed(recognizer, paths, aligned)
+        if not result.kept:
+            raise MfrError(f"{where}: none of the {len(paths)} photos could be used (see above)")
         search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
         ranked = search.search(result.embeddings, k)
         threshold = recognizer.threshold
@@ -257,7 +313,7 @@ def register(app: typer.Typer) -> None:
             from mfr.gallery.threshold import calibrate as run_calibration
             from mfr.gallery.threshold import store_threshold
 
-            record = run_calibration(calibrate, pairs)
+            record = run_calibration(calibrate, pairs, dim=recognizer.dim)
             record["source"] = str(calibrate)
             where = store_threshold(recognizer.model.spec, recognizer.model.fingerprint, record)
             typer.echo(

@@ -25,6 +25,7 @@ import numpy as np
 
 from mfr.data.dataset import mfr2_image_path
 from mfr.errors import MfrError
+from mfr.io import read_text
 
 
 class BenchmarkPair(NamedTuple):
@@ -51,7 +52,7 @@ def read_lfw_pairs(root: str | Path, pairs_file: str | Path | None = None) -> li
     path = Path(pairs_file) if pairs_file else root / "meta" / "pairs.csv"
     if not path.is_file():
         raise MfrError(f"{path}: LFW pairs file not found")
-    text = path.read_text(encoding="utf-8-sig").splitlines()
+    text = read_text(path, "pairs file").splitlines()
     if path.suffix == ".csv":
         rows = list(csv.reader(text))
         header = [h.strip() for h in rows[0]] if rows else []
@@ -99,7 +100,7 @@ def read_mfr2_pairs(root: str | Path, pairs_file: str | Path | None = None) -> l
     if not path.is_file():
         raise MfrError(f"{path}: MFR2 pairs file not found")
     pairs = []
-    for line, text in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line, text in enumerate(read_text(path, "pairs file").splitlines(), start=1):
         cells = text.split()
         if not cells:
             continue

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -145,10 +146,9 @@ def read_identity_list(source: str | Path | Iterable[str]) -> set[str]:
     """Identities from a file (one per line, ``#`` comments) or from an iterable of names."""
     if isinstance(source, str | Path):
         path = Path(source)
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except OSError as error:
-            raise MfrError(f"{path}: cannot read the identity list ({error.strerror})") from None
+        from mfr.io import read_text
+
+        lines = read_text(path, "identity list").splitlines()
         return {line.split("#", 1)[0].strip() for line in lines} - {""}
     return {str(name).strip() for name in source} - {""}
 
@@ -193,6 +193,8 @@ def load_index(
 
 
 def _walk(folder: Path, root: Path, kind: str) -> DatasetIndex:
+    from mfr.data.walk import walk_images
+
     paths: list[Path] = []
     identities: list[str] = []
     domains: list[int] = []
@@ -206,18 +208,13 @@ def _walk(folder: Path, root: Path, kind: str) -> DatasetIndex:
             if entry.name not in SIDECARS:
                 skipped.append(Path(entry.path))  # a file outside any identity folder
             continue
-        for dirpath, dirnames, filenames in os.walk(entry.path):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            relative_dirs = Path(dirpath).relative_to(entry.path).parts
-            domain = MASKED if MASKED_DIR in relative_dirs else FULL
-            for name in sorted(filenames):
-                file = Path(dirpath, name)
-                if name.startswith(".") or file.suffix.lower() not in IMAGE_SUFFIXES:
-                    skipped.append(file)
-                    continue
-                paths.append(file)
-                identities.append(entry.name)
-                domains.append(domain)
+        walk = walk_images(entry.path)
+        skipped.extend(path for path, _ in walk.skipped)
+        for file in walk.images:
+            relative_dirs = file.parent.relative_to(entry.path).parts
+            paths.append(file)
+            identities.append(entry.name)
+            domains.append(MASKED if MASKED_DIR in relative_dirs else FULL)
     return DatasetIndex.build(paths, identities, domains, root, kind=kind, skipped=skipped)
 
 
@@ -225,11 +222,10 @@ def read_manifest(csv_path: str | Path) -> DatasetIndex:
     """A manifest CSV ``path,identity,domain``; errors name the file and the line."""
     csv_path = Path(csv_path).resolve()
     base = csv_path.parent
-    try:
-        text = csv_path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as error:
-        raise MfrError(f"{csv_path}: cannot read the manifest ({error})") from None
-    rows = csv.reader(text.splitlines())
+    from mfr.io import read_text
+
+    text = read_text(csv_path, "manifest", names=True)
+    rows = csv.reader(io.StringIO(text, newline=""))  # a quoted name may hold a newline
     header = next(rows, None)
     if header is None or tuple(h.strip() for h in header) != MANIFEST_HEADER:
         raise MfrError(
@@ -273,19 +269,10 @@ def write_manifest(root: str | Path, index: DatasetIndex, path: str | Path | Non
 
 
 def _read_mfr2(folder: Path) -> DatasetIndex:
-    labels_path = folder / MFR2_LABELS
     paths, identities, domains, missing = [], [], [], []
     listed: set[Path] = set()
-    for line_no, line in enumerate(labels_path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
-            raise MfrError(
-                f"{labels_path} line {line_no}: expected 'Id, N, masktype', got {line!r}"
-            )
-        identity, number, masktype = parts
-        file = mfr2_image_path(folder, identity, int(number))
+    for identity, number, masktype in read_mfr2_labels(folder / MFR2_LABELS):
+        file = mfr2_image_path(folder, identity, number)
         listed.add(file)
         if not file.is_file():
             missing.append(file)
@@ -299,6 +286,29 @@ def _read_mfr2(folder: Path) -> DatasetIndex:
     return DatasetIndex.build(
         paths, identities, domains, folder, kind="mfr2", skipped=skipped, missing=missing
     )
+
+
+def read_mfr2_labels(path: str | Path) -> list[tuple[str, int, str]]:
+    """The lines ``Id, N, masktype`` of an MFR2 ``mfr2_labels.txt`` as ``(Id, N, masktype)``.
+
+    The one reader of this file (datasets, ``mfr align``, ``mfr enroll``): a line of another
+    form, a file that is not UTF-8 or an identity that is not a plain folder name is an
+    ``MfrError`` naming the file and the line.
+    """
+    from mfr.io import read_text
+
+    path = Path(path)
+    out = []
+    for line_no, line in enumerate(read_text(path, "labels file").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
+            raise MfrError(f"{path} line {line_no}: expected 'Id, N, masktype', got {line!r}")
+        if parts[0] in (".", "..") or "/" in parts[0] or "\\" in parts[0]:
+            raise MfrError(f"{path} line {line_no}: identity {parts[0]!r} is not a folder name")
+        out.append((parts[0], int(parts[1]), parts[2]))
+    return out
 
 
 def mfr2_image_path(folder: Path, identity: str, number: int) -> Path:

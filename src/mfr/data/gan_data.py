@@ -190,9 +190,11 @@ def load_masked_faces(root: Path, size: int, max_images: int = 0) -> np.ndarray:
 
 def read_exclude_list(path: Path | None) -> set[str]:
     """Identities to leave out, one per line (blank lines and ``#`` comments ignored)."""
+    from mfr.io import read_text
+
     if path is None or not Path(path).is_file():
         return set()
-    lines = (line.split("#")[0].strip() for line in Path(path).read_text().splitlines())
+    lines = (line.split("#")[0].strip() for line in read_text(path, "exclude list").splitlines())
     return {line for line in lines if line}
 
 

@@ -29,7 +29,7 @@ from mfr.io import atomic_write
 
 #: File suffixes (lower case) that mfr treats as images when walking a dataset folder.
 IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
+    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 )
 
 #: Default pixel limit: far above any face photo, far below a memory-exhausting bomb.

@@ -29,6 +29,22 @@ class Embedder(Protocol):
 BUILTIN_MODELS = ("dlib", "dlib-resnet")  # specs that name no file
 
 
+def check_finite(features: np.ndarray, model: str, names=None) -> np.ndarray:
+    """``features`` (N, D) unchanged when every value is finite; else one ``MfrError``
+    naming the model (a diverged or corrupt one gives NaN for every face) and, when
+    ``names`` (N,) is given, the first image concerned."""
+    features = np.asarray(features)
+    bad = ~np.isfinite(features).all(axis=1) if features.size else np.zeros(0, bool)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        where = f", first: {names[first]}" if names is not None else ""
+        raise MfrError(
+            f"{model}: the model gives NaN or infinite embeddings ({int(bad.sum())} of "
+            f"{len(features)} images{where}); it is corrupt or its training diverged"
+        )
+    return features
+
+
 def load_embedder(spec: str, **options) -> Embedder:
     """Build the embedder named by ``spec`` (see the module docstring)."""
     if spec == "dlib":

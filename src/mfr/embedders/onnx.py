@@ -57,7 +57,7 @@ class OnnxEmbedder:
         self.input_name = self.session.get_inputs()[0].name
 
     def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:
-        """RGB uint8 images -> float32 (N, dim); raw photos are aligned first."""
+        """RGB uint8 images -> L2-normalised float32 (N, dim); raw photos are aligned first."""
         if not aligned:
             from mfr.gallery.faces import align_photo
 
@@ -67,4 +67,6 @@ class OnnxEmbedder:
             batch = resize_crops(images[start : start + BATCH], self.input_size)
             tensor = batch.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
             out[start : start + len(batch)] = self.session.run(None, {self.input_name: tensor})[0]
-        return out
+        # L2-normalised like a checkpoint's embeddings (NaN rows stay NaN, for the caller)
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)

@@ -7,6 +7,7 @@ values 0/1 is accepted for ``domains`` and read as uint8. Everything else is a c
 
 from __future__ import annotations
 
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,16 @@ class Embeddings:
 
 def _is_str(array: np.ndarray) -> bool:
     return array.dtype.kind in "US"
+
+
+def _text(array: np.ndarray) -> np.ndarray:
+    """A str array. Bytes (dtype ``S``) are names as a file system holds them: decoded as
+    UTF-8, and bytes that are not UTF-8 (a Latin-1 folder name) kept as Python keeps such file
+    names (``surrogateescape``), so they still name the same identity and file."""
+    if array.dtype.kind == "U":
+        return array
+    values = [os.fsdecode(value) for value in array.tolist()]
+    return np.array(values, dtype=str).reshape(array.shape)
 
 
 def validate_embeddings(
@@ -76,6 +87,7 @@ def validate_embeddings(
             f"{source}: 'domains' must be 0 (full) or 1 (masked); row {i} is {dom[i]} "
             f"({bad_domain.size} bad rows)"
         )
+    ids, pth = _text(ids), _text(pth)
     emb = emb.astype(np.float32, copy=False)
     finite = np.isfinite(emb).all(axis=1)
     if not finite.all():

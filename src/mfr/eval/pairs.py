@@ -13,7 +13,7 @@ import numpy as np
 
 from mfr.errors import MfrError
 from mfr.eval.embeddings import FULL, MASKED
-from mfr.io import atomic_write
+from mfr.io import atomic_write, read_text
 
 HEADER = ["a", "b", "same"]
 DEFAULT_PAIRS_PER_FOLD = 10_000  # 5,000 matched + 5,000 unmatched, as in the paper
@@ -63,31 +63,30 @@ def read_pairs(path: str | Path, num_embeddings: int | None = None) -> Pairs:
     if not path.is_file():
         raise MfrError(f"{path}: pairs file not found")
     a, b, same = [], [], []
-    with open(path, newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header] != HEADER:
-            raise MfrError(f"{path}: header must be 'a,b,same', got {','.join(header or [])!r}")
-        for line, row in enumerate(reader, start=2):
-            if not row:
-                continue
-            if len(row) != 3:
-                raise MfrError(f"{path}: line {line}: expected 3 fields a,b,same, got {len(row)}")
-            try:
-                ia, ib, flag = (int(field.strip()) for field in row)
-            except ValueError:
-                raise MfrError(f"{path}: line {line}: fields must be integers, got {row}") from None
-            if flag not in (0, 1):
-                raise MfrError(f"{path}: line {line}: 'same' must be 0 or 1, got {flag}")
-            for index in (ia, ib):
-                if index < 0 or (num_embeddings is not None and index >= num_embeddings):
-                    raise MfrError(
-                        f"{path}: line {line}: index {index} is out of range "
-                        f"(the embeddings file has {num_embeddings} rows)"
-                    )
-            a.append(ia)
-            b.append(ib)
-            same.append(bool(flag))
+    reader = csv.reader(read_text(path, "pairs file").splitlines())
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header] != HEADER:
+        raise MfrError(f"{path}: header must be 'a,b,same', got {','.join(header or [])!r}")
+    for line, row in enumerate(reader, start=2):
+        if not row:
+            continue
+        if len(row) != 3:
+            raise MfrError(f"{path}: line {line}: expected 3 fields a,b,same, got {len(row)}")
+        try:
+            ia, ib, flag = (int(field.strip()) for field in row)
+        except ValueError:
+            raise MfrError(f"{path}: line {line}: fields must be integers, got {row}") from None
+        if flag not in (0, 1):
+            raise MfrError(f"{path}: line {line}: 'same' must be 0 or 1, got {flag}")
+        for index in (ia, ib):
+            if index < 0 or (num_embeddings is not None and index >= num_embeddings):
+                raise MfrError(
+                    f"{path}: line {line}: index {index} is out of range "
+                    f"(the embeddings file has {num_embeddings} rows)"
+                )
+        a.append(ia)
+        b.append(ib)
+        same.append(bool(flag))
     return Pairs(np.asarray(a, np.int64), np.asarray(b, np.int64), np.asarray(same, bool))
 
 

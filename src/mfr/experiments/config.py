@@ -37,11 +37,13 @@ def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> Exper
     """Read ``path`` (default ``configs/experiment-<scale>.yaml``); unknown keys are an error."""
     import yaml
 
+    from mfr.io import read_text
+
     path = Path(path) if path is not None else CONFIG_DIR / f"experiment-{scale}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: experiment config not found")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: experiment config not found") from None
+        values = yaml.safe_load(read_text(path, "experiment config")) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(values, dict):

@@ -153,7 +153,10 @@ class Prepared:
         path = self._shared(self.config.exclude)
         if not path.is_file():
             return set()
-        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+        from mfr.io import read_text
+
+        lines = read_text(path, "exclude list").splitlines()
+        return {line.strip() for line in lines if line.strip()}
 
     def train_exclude_file(self) -> Path:
         """MFR2-overlap identities plus the held-out ones: what no cell may train on."""

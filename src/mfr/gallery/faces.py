@@ -16,6 +16,8 @@ from mfr.errors import MfrError
 #: The aligned-face size of the project (``mfr align``): with ``aligned`` left to auto, a
 #: square image of exactly this side is taken for an aligned crop.
 ALIGNED_SIZE = 112
+#: The smallest aligned crop taken (the networks' smallest input; ``mfr embed`` uses it too).
+MIN_CROP_SIDE = 16
 
 
 @dataclass
@@ -57,5 +59,8 @@ def prepare_face(
             f"{where}: expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}"
         )
     if aligned or (aligned is None and looks_aligned(image)):
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_CROP_SIDE:
+            raise MfrError(f"{where}: image too small ({width}x{height} px, need {MIN_CROP_SIDE})")
         return PreparedFace(crop=image)
     return align_photo(image, where=where)

@@ -52,6 +52,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def normalise_name(name: str) -> str:
+    """An identity name as stored: Unicode NFC, surrounding whitespace removed and inner runs
+    of whitespace made one space (so ``"Al "``, ``"Al"`` and ``"Al\u00a0"`` are one person);
+    an empty name is an ``MfrError``."""
+    import unicodedata
+
+    cleaned = " ".join(unicodedata.normalize("NFC", str(name)).split())
+    if not cleaned:
+        raise MfrError(f"identity name {name!r} is empty")
+    return cleaned
+
+
 def normalise(embeddings: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
     embeddings = np.asarray(embeddings, dtype=np.float32)
@@ -111,9 +123,7 @@ class Gallery:
 
     def add(self, identity: str, embeddings: np.ndarray, paths: list[str]) -> np.ndarray:
         """Append ``embeddings`` (N, D) of ``identity``; returns the new entry ids."""
-        identity = identity.strip()
-        if not identity:
-            raise MfrError("identity name must not be empty")
+        identity = normalise_name(identity)
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, self.dim)
         if len(embeddings) != len(paths):
             raise ValueError("one path per embedding")
@@ -142,9 +152,7 @@ class Gallery:
 
     def rename(self, old: str, new: str) -> int:
         """Rename identity ``old`` to ``new`` (merging if ``new`` exists); returns the count."""
-        new = new.strip()
-        if not new:
-            raise MfrError("identity name must not be empty")
+        new = normalise_name(new)
         hit = self.identities == old
         if hit.any():
             identities = self.identities.astype(object)
@@ -221,9 +229,16 @@ class Gallery:
 @contextlib.contextmanager
 def locked(path: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``PATH.lock`` (serialises writers; readers need no lock)."""
+    from mfr.io import cannot_write, ensure_folder
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
+    ensure_folder(path.parent)
+    lock = path.with_name(path.name + ".lock")
+    try:
+        handle = open(lock, "a")  # noqa: SIM115 (closed by the with below)
+    except OSError as error:
+        raise cannot_write(lock, error) from None
+    with handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -46,11 +46,16 @@ def read_sidecar(spec: str, fingerprint: str) -> float | None:
     path = sidecar_path(spec)
     if not path.is_file():
         return None
+    from mfr.io import read_text
+
+    text = read_text(path, "threshold file")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(text)
         threshold = float(record["threshold"])
     except Exception as error:
         raise MfrError(f"{path}: unreadable threshold file ({error})") from error
+    if not -1.0 <= threshold <= 1.0:
+        raise MfrError(f"{path}: threshold {threshold} is not a cosine similarity in [-1, 1]")
     return threshold if record.get("fingerprint") == fingerprint else None
 
 
@@ -73,36 +78,52 @@ def calibration_pairs(identities: np.ndarray, domains: np.ndarray, seed: int = 0
     return np.concatenate([matched, unmatched]).astype(np.int64)
 
 
-def read_pairs(path: str | Path) -> np.ndarray:
-    """A pairs CSV (header ``a,b,same``) as an (P, 3) int64 array."""
-    path = Path(path)
-    try:
-        rows = np.loadtxt(path, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
-    except Exception as error:
-        raise MfrError(f"{path}: unreadable pairs file ({error})") from error
-    if rows.shape[1] != 3:
-        raise MfrError(f"{path}: pairs file needs columns a,b,same")
-    return rows
+def read_pairs(path: str | Path, num_embeddings: int | None = None) -> np.ndarray:
+    """A pairs CSV (header ``a,b,same``) as an (P, 3) int64 array, read by ``mfr eval``'s
+    reader (:func:`mfr.eval.pairs.read_pairs`: ``same`` must be 0 or 1, indices in range)."""
+    from mfr.eval.pairs import read_pairs as read_pairs_csv
+
+    pairs = read_pairs_csv(path, num_embeddings=num_embeddings)
+    if len(pairs.a) == 0:
+        raise MfrError(f"{path}: the pairs file holds no pairs")
+    return np.stack([pairs.a, pairs.b, pairs.same.astype(np.int64)], 1)
 
 
-def calibrate(embeddings_file: str | Path, pairs_file: str | Path | None = None) -> dict:
-    """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``."""
+def calibrate(
+    embeddings_file: str | Path, pairs_file: str | Path | None = None, dim: int | None = None
+) -> dict:
+    """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``. ``dim`` is the
+    model's embedding size: an embeddings file of another size was made by another model."""
     from mfr.eval.embeddings import load_embeddings
     from mfr.eval.verification import best_threshold
 
     data = load_embeddings(embeddings_file)
+    if dim is not None and data.dim != dim:
+        raise MfrError(
+            f"{embeddings_file}: holds {data.dim}-d embeddings, but the model gives {dim}-d; "
+            "embed with this model first (`mfr embed SRC --model MODEL --out EMB.npz`)"
+        )
     embeddings, identities, domains = data.embeddings, data.identities, data.domains
-    pairs = read_pairs(pairs_file) if pairs_file else calibration_pairs(identities, domains)
-    if pairs.size and (pairs[:, :2].min() < 0 or pairs[:, :2].max() >= len(embeddings)):
-        raise MfrError(f"{pairs_file}: pair indices outside the {len(embeddings)} embeddings")
+    if pairs_file:
+        pairs = read_pairs(pairs_file, num_embeddings=len(embeddings))
+    else:
+        pairs = calibration_pairs(identities, domains)
+    if pairs[:, 2].min() == pairs[:, 2].max():
+        kind = "matched" if pairs[0, 2] else "unmatched"
+        where = pairs_file or embeddings_file
+        raise MfrError(f"{where}: only {kind} pairs; calibration needs both kinds")
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     similarities = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
     threshold, accuracy = best_threshold(similarities, pairs[:, 2])
+    threshold = float(np.clip(threshold, -1.0, 1.0))  # beyond every pair: the same decisions
     return {"threshold": threshold, "accuracy": accuracy, "num_pairs": int(len(pairs))}
 
 
 def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     """Keep a calibrated threshold with the model (checkpoint key or sidecar); returns where."""
+    threshold = float(record["threshold"])
+    if not -1.0 <= threshold <= 1.0:
+        raise MfrError(f"calibrated threshold {threshold} is not a cosine similarity in [-1, 1]")
     if spec != "dlib" and Path(spec).suffix not in {".onnx"}:
         import torch
 

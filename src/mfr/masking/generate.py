@@ -27,8 +27,8 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from mfr.errors import BadImageError, MfrError
-from mfr.io import atomic_write
+from mfr.errors import BadImageError, MfrError, OutputError
+from mfr.io import atomic_write, check_writable, name_bytes, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ MANIFEST = "manifest.csv"
 
 def image_rng(seed: int, relpath: str) -> np.random.Generator:
     """The random stream of one image: a function of the job seed and its relative path only."""
-    digest = hashlib.sha256(relpath.encode("utf-8")).digest()
+    digest = hashlib.sha256(name_bytes(relpath)).digest()
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *np.frombuffer(digest[:16], np.uint32)])
 
 
@@ -103,7 +103,7 @@ def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
 
     from mfr.data.images import read_image
 
-    relpath, landmarks = item
+    relpath, landmarks, size = item
     job: MaskJob = _WORKER["job"]
     source = job.src / relpath
     full, masked, label_path = twin_paths(job.dst, relpath)
@@ -111,11 +111,21 @@ def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
         image = read_image(source)
     except BadImageError as error:
         return relpath, str(error)
+    if image.shape[:2] != (size, size):
+        height, width = image.shape[:2]
+        return relpath, (
+            f"{source}: image is {width}x{height} px but the landmarks sidecar is for "
+            f"{size}x{size} aligned images; re-run `mfr align`"
+        )
     try:
         out, label = _WORKER["method"](image, landmarks, image_rng(job.seed, relpath))
+        if not np.any(label):
+            return relpath, f"{source}: the mask covers no pixel of the image (bad landmarks?)"
         _copy(source, full)
         write_bytes(label_path, encode_image(label, ".png"))
         write_bytes(masked, encode_image(out, source.suffix or ".png"))
+    except OutputError:
+        raise  # the output folder, not this image: stop the job
     except (MfrError, ValueError, OSError, cv2.error) as error:
         return relpath, f"{source}: masking failed ({error})"
     return relpath, None
@@ -142,8 +152,7 @@ def _check_dst(src: Path, dst: Path) -> None:
         raise MfrError(f"{src}: source folder not found")
     if dst.resolve() == src.resolve():
         raise MfrError(f"{dst}: the output folder must differ from the source folder")
-    if dst.exists() and not dst.is_dir():
-        raise MfrError(f"{dst}: exists and is not a folder")
+    check_writable(dst / MANIFEST)  # a read-only DST, or a file there, fails before any work
 
 
 def write_manifest(dst: Path, relpaths: list[str]) -> Path:
@@ -205,8 +214,8 @@ def mask_folder(
             report.resumed += 1
             report.finished.append(relpath)
         else:
-            todo.append((relpath, landmarks[relpath]))
-    dst.mkdir(parents=True, exist_ok=True)
+            todo.append((relpath, landmarks[relpath], size))
+    remove_stale_temps(dst)  # left by a killed run
     results = _run(job, todo, workers, progress)
     for relpath, reason in results:
         if reason is None:

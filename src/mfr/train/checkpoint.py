@@ -87,12 +87,65 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
         kind = f"format {found!r}" if found else "no mfr format tag"
         raise CheckpointError(f"{path}: not an mfr recognizer checkpoint ({kind})")
+    check_metadata(checkpoint, path)
     if checkpoint.get("version", 0) > VERSION:
         raise CheckpointError(
             f"{path}: checkpoint version {checkpoint['version']} is newer than this mfr "
             f"understands ({VERSION})"
         )
     return checkpoint
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_metadata(
+    checkpoint: dict[str, Any], path: str | Path, required: tuple[str, ...] = ()
+) -> None:
+    """Every metadata field present (and each of ``required``), checked for type and range:
+    a hand-edited checkpoint fails here naming the field, not deep inside model building."""
+    import math
+
+    def bad(key: str, want: str) -> CheckpointError:
+        return CheckpointError(
+            f"{path}: field {key!r} must be {want}, got {checkpoint.get(key)!r}"
+            + ("" if key in checkpoint else " (missing)")
+        )
+
+    present = set(checkpoint) | set(required)
+    if "version" in present and (
+        not _is_int(checkpoint.get("version")) or checkpoint["version"] < 1
+    ):
+        raise bad("version", "a positive integer")
+    if "model" in present:
+        model = checkpoint.get("model")
+        if not isinstance(model, dict) or not model:
+            raise bad("model", "a state dict of tensors")
+        if not all(isinstance(v, torch.Tensor) for v in model.values()):
+            raise CheckpointError(f"{path}: field 'model' must hold only tensors")
+    if "backbone" in present and (
+        not isinstance(checkpoint.get("backbone"), str) or not checkpoint["backbone"]
+    ):
+        raise bad("backbone", "a backbone name")
+    for key in ("embedding_dim", "input_size"):
+        if key in present and (not _is_int(checkpoint.get(key)) or checkpoint[key] < 1):
+            raise bad(key, "a positive integer")
+    for key in ("head", "loss"):
+        if checkpoint.get(key) is not None and not isinstance(checkpoint[key], str):
+            raise bad(key, "a name (text) or absent")
+    if "step" in checkpoint and (not _is_int(checkpoint["step"]) or checkpoint["step"] < 0):
+        raise bad("step", "a non-negative integer")
+    threshold = checkpoint.get("threshold")
+    if threshold is not None and (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, int | float)
+        or not math.isfinite(threshold)
+        or not -1.0 <= threshold <= 1.0
+    ):
+        raise bad("threshold", "a cosine similarity in [-1, 1] or absent")
+    if "config" in checkpoint and not isinstance(checkpoint["config"], dict):
+        raise bad("config", "a mapping of options")
 
 
 def build_model_from_checkpoint(
@@ -102,6 +155,7 @@ def build_model_from_checkpoint(
     from mfr.errors import ConfigError
     from mfr.nets.backbones import build_backbone
 
+    check_metadata(checkpoint, path, required=("model", "backbone", "embedding_dim", "input_size"))
     name = checkpoint.get("backbone")
     if expect_backbone is not None and name != expect_backbone:
         raise CheckpointError(

@@ -100,12 +100,14 @@ def load_config(
     if path is not None:
         import yaml
 
+        from mfr.io import read_text
+
         path = Path(path)
         source = str(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
         try:
-            loaded = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
+            loaded = yaml.safe_load(read_text(path, "config file"))
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if loaded is not None and not isinstance(loaded, dict):

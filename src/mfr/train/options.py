@@ -80,6 +80,8 @@ def load_options(cls: type[T], path: str | Path | None, overrides: list[str] | N
     """Read YAML ``path`` (or defaults when None), apply ``--set`` overrides, validate."""
     import yaml
 
+    from mfr.io import read_text
+
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
@@ -88,7 +90,7 @@ def load_options(cls: type[T], path: str | Path | None, overrides: list[str] | N
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yaml.safe_load(read_text(path, "config file")) or {}
         except yaml.YAMLError as error:
             raise ConfigError(f"{path}: not valid YAML ({error})") from None
         if not isinstance(loaded, dict):

@@ -24,6 +24,14 @@ import torch
 from torch import nn
 
 from mfr.errors import CheckpointError, ConfigError, MfrError
+from mfr.io import (
+    append_text,
+    check_writable,
+    ensure_folder,
+    read_text,
+    remove_stale_temps,
+    write_text,
+)
 from mfr.train.config import TrainConfig
 
 
@@ -166,7 +174,7 @@ def _quiet(_: str) -> None:
 def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, Any]:
     from torch.nn.parallel import DistributedDataParallel
 
-    from mfr.data.loader import FaceImageDataset, make_train_loader
+    from mfr.data.loader import FaceImageDataset, check_batch, make_train_loader
     from mfr.data.sampler import PKSampler
     from mfr.losses import build_loss
     from mfr.nets.backbones import build_backbone
@@ -174,6 +182,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     from mfr.train import distributed
 
     last_path = out_dir / "last.pt"
+    if info.is_main:  # a read-only or full OUT fails now, not after the first hour
+        check_writable(last_path)
+        remove_stale_temps(out_dir)  # of a killed run's checkpoint writes
     state = None
     if resume:
         if not last_path.is_file():
@@ -242,9 +253,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     loader = make_train_loader(dataset, sampler, config.workers, config.seed)
     metrics_path = out_dir / "metrics.jsonl"
     if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        ensure_folder(out_dir)
         if not resume:
-            metrics_path.write_text("")
+            write_text(metrics_path, "")
         else:
             _truncate_metrics(metrics_path, start_step)
     meta = {"num_classes": len(data.classes), "classes": data.classes}
@@ -278,9 +289,11 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     window_cpu = time.process_time()
     model.train()
     tick = time.perf_counter()
+    replaced: list[str] = []
     for batch in loader:
         if step >= end:
             break
+        replaced += check_batch(batch).replaced
         images, labels, domains = batch[:3]
         teacher = batch[3].to(info.device, non_blocking=True) if len(batch) > 3 else None
         data_wait += time.perf_counter() - tick
@@ -314,6 +327,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
                 # CPU seconds of this process per step (data workers not included)
                 "cpu_s_per_step": (time.process_time() - window_cpu) / window_steps,
             }
+            if replaced:
+                last["replaced_images"] = len(replaced)
             if info.is_main:
                 _append_jsonl(metrics_path, last)
             log(
@@ -338,6 +353,11 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             save(last_path, step)
         tick = time.perf_counter()
     save(last_path, step)
+    if replaced:
+        log(
+            f"replaced {len(replaced)} reads of {len(set(replaced))} unreadable images by other "
+            f"images of their identity (e.g. {replaced[0]})"
+        )
     if step >= config.steps:
         save(out_dir / "final.pt", step)
         log(f"done: {step} steps; checkpoints {last_path} and {out_dir / 'final.pt'}")
@@ -435,16 +455,18 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop records logged after ``step`` by an interrupted run (they will be logged again)."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
-    from mfr.io import atomic_write
-
-    with atomic_write(path, "w") as handle:
-        handle.write("".join(line + "\n" for line in kept))
+    kept = []
+    for line in read_text(path, "metrics log").splitlines():
+        try:
+            if json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a line torn by the interruption
+    write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_text(path, json.dumps(record) + "\n")
 
 
 def _format_val(result: dict[str, Any]) -> str:
@@ -476,8 +498,7 @@ def validate(
         features = embed_files(backbone, index.paths, config.input_size, info.device)
     finally:
         backbone.train(was_training)
-    folder = out_dir / "val"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = ensure_folder(out_dir / "val")
     npz = folder / f"step-{step}.npz"
     save_embeddings(
         npz,
@@ -495,12 +516,12 @@ def embed_files(
     model: nn.Module, paths, input_size: int, device, batch_size: int = 128, workers: int = 0
 ) -> np.ndarray:
     """L2-normalised float32 (N, D) embeddings of image files with an eval-mode model."""
-    from mfr.data.loader import FaceImageDataset, make_eval_loader
+    from mfr.data.loader import FaceImageDataset, check_batch, make_eval_loader
 
     n = len(paths)
     dataset = FaceImageDataset(paths, np.zeros(n, np.int64), np.zeros(n, np.uint8), input_size)
     chunks = [
         torch.nn.functional.normalize(model(images.to(device)).float(), dim=1).cpu()
-        for images, _, _ in make_eval_loader(dataset, batch_size, workers)
+        for images, _, _ in map(check_batch, make_eval_loader(dataset, batch_size, workers))
     ]
     return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
