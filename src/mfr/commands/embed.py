@@ -66,7 +66,7 @@ def _unit(x):
 
 def embed_dataset(
     src: Path,
-    model: str,
+    model: str | None,
     out: Path,
     batch_size: int = 32,
     flip: bool = False,
@@ -77,7 +77,8 @@ def embed_dataset(
     progress: bool = True,
     resume: bool = True,
 ) -> dict:
-    """Embed every image of ``src`` with ``model`` and write ``out``; return a summary dict.
+    """Embed every image of ``src`` with ``model`` (a name or file; None: the default model,
+    see ``mfr.embedders.registry``) and write ``out``; return a summary dict.
 
     ``aligned=None`` leaves the choice to the embedder (dlib detects faces, checkpoints
     expect aligned crops). With ``flip`` the embedding is the mean of the L2-normalised
@@ -93,6 +94,7 @@ def embed_dataset(
 
     from mfr.data.dataset import load_index
     from mfr.embedders import load_embedder
+    from mfr.embedders.registry import resolve
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
     from mfr.io import atomic_write
@@ -102,6 +104,9 @@ def embed_dataset(
     index = load_index(src, exclude=exclude)
     if limit is not None:
         index = index.subset(np.arange(min(limit, len(index))))
+    resolved = resolve(model)
+    log(f"model: {resolved.spec} ({resolved.note})")
+    model = resolved.source
     embedder = load_embedder(model)
     options = {} if aligned is None else {"aligned": aligned}
     relative = index.relative_paths()
@@ -205,10 +210,11 @@ def register(app: typer.Typer) -> None:
     def embed_command(
         src: Path = typer.Argument(..., help="Dataset folder, manifest CSV, MFR2 or LFW root."),
         model: str = typer.Option(
-            "dlib",
+            None,
             "--model",
-            help="'dlib', 'dlib-resnet' (dlib's weights on aligned crops), a checkpoint (.pt) "
-            "or an ONNX export (.onnx).",
+            help="A model name (mfr-masked, dlib, dlib-resnet: dlib's weights on aligned "
+            "crops; `mfr model list`), a checkpoint (.pt) or an ONNX export (.onnx). "
+            "Default: the best installed model, else dlib-resnet.",
         ),
         out: Path = typer.Option(..., "--out", help="Embeddings .npz to write."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per embedder call."),
