@@ -153,3 +153,35 @@ def test_dlib_threshold_decides_like_dlibs_distance_rule_on_lfw_pairs(data_dir):
         assert (np.linalg.norm(first - second) < 0.6) is same  # dlib's own rule on these
         similarity, decided = recognizer.verify(a, b, aligned=False)
         assert decided is same, f"{a.name} vs {b.name}: similarity {similarity:.4f}"
+
+
+def test_model_build_trains_calibrates_and_installs_a_model_every_command_then_uses(
+    data_dir, tmp_path, capsys, model_home
+):
+    """`mfr model build` end to end on 8 LFW identities (3 photos each, 2 held out)."""
+    people = tmp_path / "people"
+    names = ["Colin_Powell", "Tony_Blair", "Gerhard_Schroeder", "Jacques_Chirac",
+             "Ariel_Sharon", "Hugo_Chavez", "Jean_Chretien", "John_Ashcroft"]  # fmt: skip
+    for name in names:
+        (people / name).mkdir(parents=True)
+        for number in (1, 2, 3):
+            (people / name / f"{name}_{number:04d}.jpg").symlink_to(_lfw(data_dir, name, number))
+    args = ["model", "build", "--data", people, "--steps", "3", "--warmup", "1", "--heldout",
+            "2", "--work", tmp_path / "work", "--runs", tmp_path / "runs", "--set", "p=3",
+            "--set", "k=2", "--set", "workers=0", "--set", "log_every=1"]  # fmt: skip
+    code, out, err = run_mfr(capsys, *args)
+    assert code == 0, err
+    assert "head warm-up: backbone frozen for steps 1-1" in err
+    record = json.loads((model_home / "models" / "mfr-masked" / "model.json").read_text())
+    heldout = set(record["heldout_identities"])
+    assert len(heldout) == 2 and heldout < set(names)
+    assert (record["steps"], record["head_warmup_steps"], record["seed"]) == (3, 1, 0)
+    assert record["training_images"]["identities"] == 6  # the held-out two never trained on
+    assert record["data"] == [str(people)] and record["commit"]
+    assert "held-out identities" in record["operating_point"]
+    figures = record["heldout"]
+    assert figures["probes"] == 4 and figures["calibration_pairs"] == 8  # 2 ids x 2 probes
+    recognizer = FaceRecognizer.load()
+    assert recognizer.model.spec == "mfr-masked"
+    assert recognizer.threshold == pytest.approx(record["threshold"])
+    assert f"threshold {record['threshold']:.4f}" in out
