@@ -69,16 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         return cache[path]
 
     started = time.perf_counter()
-    decisions, truth, failed = [], [], 0
+    similarities, truth, failed = [], [], 0
     for a, b, same in tqdm(pairs, desc="pairs", unit="pair"):
         ea, eb = embedding(a), embedding(b)
         if ea is None or eb is None:
             failed += 1
-            decisions.append(False)
+            similarities.append(-np.inf)  # no face: decided "different"
         else:
-            decisions.append(bool(float(ea @ eb) > recognizer.threshold))
+            similarities.append(float(ea @ eb))
         truth.append(same)
-    decisions, truth = np.array(decisions), np.array(truth)
+    similarities, truth = np.array(similarities), np.array(truth)
+    decisions = similarities > recognizer.threshold
     figures = {
         "model": recognizer.model.spec,
         "threshold": recognizer.threshold,
@@ -112,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(figures, indent=2))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
+        np.savez(args.json.with_suffix(".npz"), similarities=similarities, same=truth)
     return 0
 
 
