@@ -31,3 +31,11 @@ def data_dir():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(autouse=True)
+def model_home(tmp_path_factory, monkeypatch):
+    """An empty model home (MFR_HOME) per test: no test sees the user's installed models."""
+    home = tmp_path_factory.mktemp("mfr-home")
+    monkeypatch.setenv("MFR_HOME", str(home))
+    return home

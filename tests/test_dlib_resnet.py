@@ -173,7 +173,7 @@ def test_dlib_resnet_spec_embeds_aligned_crops_with_dlibs_weights(net, tmp_path,
     from mfr.api import FaceRecognizer
     from mfr.distill.teacher import teacher_fingerprint
     from mfr.embedders import load_embedder
-    from mfr.gallery.threshold import DLIB_DEFAULT
+    from mfr.embedders.registry import BUILTIN
 
     rng = np.random.default_rng(1)
     crops = [rng.integers(0, 256, (112, 112, 3)).astype(np.uint8) for _ in range(2)]
@@ -190,5 +190,6 @@ def test_dlib_resnet_spec_embeds_aligned_crops_with_dlibs_weights(net, tmp_path,
     monkeypatch.setenv("MFR_HOME", str(tmp_path))
     recognizer = FaceRecognizer.load("dlib-resnet")
     assert recognizer.model.fingerprint.startswith("dlib-resnet:")
-    assert (recognizer.dim, recognizer.threshold) == (128, DLIB_DEFAULT)
+    # its own threshold, calibrated on held-out masked-vs-full pairs (no longer dlib's rule)
+    assert (recognizer.dim, recognizer.threshold) == (128, BUILTIN["dlib-resnet"].value)
     assert teacher_fingerprint("dlib-resnet") != teacher_fingerprint("dlib")

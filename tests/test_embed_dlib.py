@@ -47,8 +47,14 @@ def tiny_dataset(tmp_path, rng):
 
 @pytest.fixture
 def fake_embedder(monkeypatch):
+    from mfr.embedders.registry import Resolved
+
     fake = MeanColourEmbedder()
     monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: fake)
+    # the model spec names no real file: the fake stands in for whatever it names
+    monkeypatch.setattr(
+        "mfr.embedders.registry.resolve", lambda spec=None: Resolved(spec, spec, None, "test")
+    )
     return fake
 
 
@@ -267,7 +273,7 @@ def test_mfr_embed_dlib_on_real_mfr2_images(data_dir, tmp_path, capsys):
 
 
 def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
-    tiny_dataset, tmp_path, monkeypatch
+    tiny_dataset, tmp_path, monkeypatch, fake_embedder
 ):
     from mfr.commands.embed import embed_dataset
 

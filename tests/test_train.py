@@ -177,3 +177,41 @@ def test_resume_drops_metrics_logged_after_the_checkpoint(tmp_path):
         json.loads(x)["step"] for x in (tmp_path / "run/metrics.jsonl").read_text().split("\n") if x
     ]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def _states(path):
+    checkpoint = read_checkpoint(path)
+    return checkpoint["model"], checkpoint["loss_state"]
+
+
+def test_head_warmup_leaves_the_backbone_unchanged_then_fine_tunes_it(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    init = tmp_path / "init"
+    train(_config(data, steps=2, checkpoint_every=0), init, log=lambda _: None)
+    options = dict(init=str(init / "final.pt"), steps=6, head_warmup_steps=3, head_lr=1e-2)
+    config = _config(data, checkpoint_every=0, **options)
+    start_backbone, _ = _states(init / "final.pt")
+    train(config, tmp_path / "early", log=lambda _: None, stop_at=1)
+    train(config, tmp_path / "warm", log=lambda _: None, stop_at=3)
+    early_backbone, early_head = _states(tmp_path / "early/last.pt")
+    warm_backbone, warm_head = _states(tmp_path / "warm/last.pt")
+    for key, value in start_backbone.items():  # weights and BatchNorm buffers alike
+        assert torch.equal(value, early_backbone[key]), f"backbone {key} changed at step 1"
+        assert torch.equal(value, warm_backbone[key]), f"backbone {key} changed in warm-up"
+    assert not torch.equal(warm_head["fc.weight"], early_head["fc.weight"])  # the head learns
+    train(config, tmp_path / "warm", resume=True, log=lambda _: None)
+    tuned_backbone, _ = _states(tmp_path / "warm/final.pt")
+    changed = [k for k in start_backbone if not torch.equal(start_backbone[k], tuned_backbone[k])]
+    assert changed, "the backbone never trained after the warm-up"
+
+
+def test_head_lr_is_the_learning_rate_of_the_loss_parameters_only(tmp_path):
+    data = make_dataset(tmp_path / "data")
+    config = _config(data, steps=2, log_every=1, checkpoint_every=0, head_lr=0.5)
+    train(config, tmp_path / "run", log=lambda _: None)
+    optimizer = read_checkpoint(tmp_path / "run/final.pt")["optimizer"]
+    backbone_group, head_group = optimizer["param_groups"]
+    assert (backbone_group["initial_lr"], head_group["initial_lr"]) == (1e-3, 0.5)
+    assert head_group["lr"] / backbone_group["lr"] == pytest.approx(500)  # both decay alike
+    loss_state = read_checkpoint(tmp_path / "run/final.pt")["loss_state"]
+    assert len(head_group["params"]) == sum(1 for k in loss_state if k.startswith("fc."))

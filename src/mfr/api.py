@@ -1,6 +1,7 @@
 """``mfr.FaceRecognizer``: embed, verify and identify faces with one trained model.
 
-    rec = FaceRecognizer.load("runs/best.pt")              # or "model.onnx", or "dlib"
+    rec = FaceRecognizer.load()                  # the default model (see mfr.embedders.registry)
+    rec = FaceRecognizer.load("runs/best.pt")   # or "model.onnx", "mfr-masked", "dlib"...
     rec.verify("alice.jpg", "masked.jpg")                  # (cosine similarity, same person?)
     rec.identify(["masked.jpg"], "people.npz", k=5)        # per image: ranked Match objects
 
@@ -41,46 +42,61 @@ class EmbedResult:
 class FaceRecognizer:
     """One embedding model with its verification threshold; see the module docstring."""
 
-    def __init__(self, embedder, model: ModelInfo, threshold: float | None = None):
+    def __init__(
+        self,
+        embedder,
+        model: ModelInfo,
+        threshold: float | None = None,
+        operating_point: str | None = None,
+        note: str = "",
+    ):
         self.embedder = embedder
         self.model = model
         self.threshold = threshold
+        #: how the threshold was set (e.g. "best accuracy on ... held-out pairs"); None
+        #: when the model has no threshold
+        self.operating_point = operating_point if threshold is not None else None
+        #: which model this is and why it was chosen (e.g. "default: the best installed model")
+        self.note = note
 
     @classmethod
-    def load(cls, model: str | Path = "dlib", threshold: float | None = None) -> FaceRecognizer:
-        """Load a checkpoint (``.pt``), an ONNX export (``.onnx``) or ``"dlib"``; the
-        threshold is ``threshold`` if given, else the one stored with the model."""
+    def load(
+        cls, model: str | Path | None = None, threshold: float | None = None
+    ) -> FaceRecognizer:
+        """Load a model by name (``mfr-masked``, ``dlib``, ``dlib-resnet``: see
+        ``mfr.embedders.registry``) or path (``.pt``, ``.onnx``); None loads the default model
+        (the best installed one, else ``dlib-resnet``). The threshold is ``threshold`` if
+        given, else one calibrated with ``mfr verify --calibrate`` for these weights, else the
+        one the model carries; a model without one can embed and identify but not verify.
+        Raises ``MfrError`` for an unknown name or an unloadable file."""
         from mfr.embedders import load_embedder
+        from mfr.embedders.registry import resolve
         from mfr.gallery.fingerprint import model_fingerprint
-        from mfr.gallery.threshold import DLIB_DEFAULT, read_sidecar
+        from mfr.gallery.threshold import read_sidecar
 
-        spec = str(model)
-        if spec not in BUILTIN_MODELS:
-            path = Path(spec).expanduser()
-            if not path.is_file():
-                raise MfrError(
-                    f"{spec}: no such model file (use 'dlib', 'dlib-resnet', a .pt or a .onnx)"
-                )
-            spec = str(path.resolve())
+        resolved = resolve(model)
+        source = resolved.source
         try:
-            embedder = load_embedder(spec)
+            embedder = load_embedder(source)
         except ImportError as error:  # an optional dependency or embedder module is missing
-            raise MfrError(f"{spec}: cannot load this model ({error})") from error
-        fingerprint = model_fingerprint(spec)
+            raise MfrError(f"{resolved.spec}: cannot load this model ({error})") from error
+        fingerprint = model_fingerprint(source)
         info = ModelInfo(
-            spec=spec, name=embedder.name, dim=int(embedder.dim), fingerprint=fingerprint
+            spec=resolved.spec, name=embedder.name, dim=int(embedder.dim), fingerprint=fingerprint
         )
-        if threshold is None:
-            threshold = (
-                read_sidecar(spec, fingerprint)
-                if spec in BUILTIN_MODELS or spec.endswith(".onnx")
-                else None
-            )
-        if threshold is None:
-            threshold = getattr(embedder, "threshold", None)
-        if threshold is None and spec in BUILTIN_MODELS:  # the same weights: dlib's rule
-            threshold = DLIB_DEFAULT
-        return cls(embedder, info, threshold)
+        point = None
+        if threshold is not None:
+            point = "given by the caller"
+        elif source in BUILTIN_MODELS or source.endswith(".onnx"):
+            calibrated = read_sidecar(source, fingerprint)
+            if calibrated is not None:
+                threshold, point = calibrated
+        if threshold is None and resolved.threshold is not None:
+            threshold, point = resolved.threshold.value, resolved.threshold.operating_point
+        if threshold is None and getattr(embedder, "threshold", None) is not None:
+            threshold = float(embedder.threshold)
+            point = getattr(embedder, "operating_point", None) or "stored with the model"
+        return cls(embedder, info, threshold, point, resolved.note)
 
     @property
     def dim(self) -> int:
@@ -138,8 +154,9 @@ class FaceRecognizer:
         threshold = self.threshold if threshold is None else threshold
         if threshold is None:
             raise MfrError(
-                f"{self.model.spec}: no calibrated threshold; run `mfr verify --calibrate EMB.npz "
-                "--model MODEL` or pass a threshold"
+                f"{self.model.spec}: no calibrated threshold, so this model refuses to decide "
+                "same or different; calibrate one (`mfr verify --calibrate EMB.npz --model "
+                "MODEL`) or pass a threshold (--threshold)"
             )
         first, second = self.embed([a, b], aligned=aligned)
         similarity = float(first @ second)

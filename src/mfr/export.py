@@ -78,6 +78,8 @@ def export_onnx(model, metadata: dict, out: str | Path, fingerprint: str | None 
         props["mfr.fingerprint"] = fingerprint
     if metadata.get("threshold") is not None:
         props["mfr.threshold"] = repr(float(metadata["threshold"]))
+        if metadata.get("operating_point"):
+            props["mfr.operating_point"] = str(metadata["operating_point"])
     onnx.helper.set_model_props(proto, props)
     onnx.checker.check_model(proto)
     out = Path(out)

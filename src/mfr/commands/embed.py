@@ -83,7 +83,7 @@ def _unit(x):
 
 def embed_dataset(
     src: Path,
-    model: str,
+    model: str | None,
     out: Path,
     batch_size: int = 32,
     flip: bool = False,
@@ -94,7 +94,8 @@ def embed_dataset(
     progress: bool = True,
     resume: bool = True,
 ) -> dict:
-    """Embed every image of ``src`` with ``model`` and write ``out``; return a summary dict.
+    """Embed every image of ``src`` with ``model`` (a name or file; None: the default model,
+    see ``mfr.embedders.registry``) and write ``out``; return a summary dict.
 
     ``aligned=None`` leaves the choice to the embedder (dlib detects faces, checkpoints
     expect aligned crops). With ``flip`` the embedding is the mean of the L2-normalised
@@ -111,6 +112,7 @@ def embed_dataset(
     from mfr.align.detect import MIN_SIDE
     from mfr.data.dataset import load_index
     from mfr.embedders import check_finite, load_embedder
+    from mfr.embedders.registry import resolve
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
     from mfr.gallery.fingerprint import model_fingerprint
@@ -128,6 +130,9 @@ def embed_dataset(
         example = index.skipped[0]
         reason = classify(example) or "outside identity folders"
         log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
+    resolved = resolve(model)
+    log(f"model: {resolved.spec} ({resolved.note})")
+    model = resolved.source
     embedder = load_embedder(model)
     detects = aligned is False or (aligned is None and model == "dlib")
     min_side = MIN_SIDE if detects else MIN_CROP_SIDE
@@ -239,10 +244,11 @@ def register(app: typer.Typer) -> None:
     def embed_command(
         src: Path = typer.Argument(..., help="Dataset folder, manifest CSV, MFR2 or LFW root."),
         model: str = typer.Option(
-            "dlib",
+            None,
             "--model",
-            help="'dlib', 'dlib-resnet' (dlib's weights on aligned crops), a checkpoint (.pt) "
-            "or an ONNX export (.onnx).",
+            help="A model name (mfr-masked, dlib, dlib-resnet: dlib's weights on aligned "
+            "crops; `mfr model list`), a checkpoint (.pt) or an ONNX export (.onnx). "
+            "Default: the best installed model, else dlib-resnet.",
         ),
         out: Path = typer.Option(..., "--out", help="Embeddings .npz to write."),
         batch_size: int = typer.Option(32, "--batch-size", help="Images per embedder call."),

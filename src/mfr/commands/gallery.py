@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+MODEL_HELP = "A model name (mfr-masked, dlib, dlib-resnet, `mfr model list`) or a .pt / .onnx file."
+
 ALIGNED_HELP = (
     "--aligned: inputs are aligned crops; --detect: detect and align the face; "
     "default: auto (112 x 112 images are crops, others are detected)"
@@ -140,14 +142,32 @@ def _new_sources(store, sources: list[tuple[str, Path]], warn: bool) -> list[tup
     return fresh
 
 
-def _model_for(gallery_path: Path, model: str | None):
-    """The recognizer for a gallery: ``--model`` if given, else the gallery's own."""
+def load_recognizer(model: str | None, threshold: float | None = None, note: str | None = None):
+    """``FaceRecognizer.load``; ``note`` replaces its note on which model and why."""
     from mfr.api import FaceRecognizer
+
+    recognizer = FaceRecognizer.load(model, threshold=threshold)
+    if note:
+        recognizer.note = note
+    return recognizer
+
+
+def say_model(recognizer) -> None:
+    """One stderr line: which model was used and why (after success: an error stays the
+    command's only line)."""
+    _err(f"model: {recognizer.model.spec} ({recognizer.note})")
+
+
+def _model_for(gallery_path: Path, model: str | None):
+    """The recognizer for a gallery: ``--model`` if given, else the gallery's own, else the
+    default model."""
     from mfr.gallery.store import Gallery
 
     gallery = Gallery.load(gallery_path) if gallery_path.exists() else None
-    spec = model or (gallery.model.spec if gallery else "dlib")
-    recognizer = FaceRecognizer.load(spec)
+    if model is None and gallery is not None:
+        recognizer = load_recognizer(gallery.model.spec, note="the gallery's model")
+    else:
+        recognizer = load_recognizer(model)
     if gallery is not None:
         gallery.check_model(recognizer.model, gallery_path)
     return recognizer, gallery
@@ -159,7 +179,10 @@ def register(app: typer.Typer) -> None:
         gallery: Path = typer.Argument(..., help="Gallery file (.npz); created if missing."),
         src: Path = typer.Argument(..., help="A photo, a folder of one person, or a dataset."),
         model: str = typer.Option(
-            None, "--model", "-m", help="dlib, a .pt or .onnx (default: the gallery's; dlib)."
+            None,
+            "--model",
+            "-m",
+            help=MODEL_HELP + " Default: the gallery's model, else the default model.",
         ),
         name: str = typer.Option(None, "--name", "-n", help="Identity of a photo or folder."),
         aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
@@ -202,6 +225,7 @@ def register(app: typer.Typer) -> None:
                 store.add(identity, result.embeddings[rows], paths)
             if embedded:
                 store.save(gallery)
+        say_model(recognizer)
         if not embedded:
             typer.echo(f"nothing new to enrol into {gallery}")
             return
@@ -216,7 +240,9 @@ def register(app: typer.Typer) -> None:
         photos: list[Path] = typer.Argument(..., help="Photos (or folders of photos)."),
         k: int = typer.Option(5, "--k", "-k", min=1, help="Identities to list per photo."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        model: str = typer.Option(None, "--model", "-m", help="Default: the gallery's model."),
+        model: str = typer.Option(
+            None, "--model", "-m", help=MODEL_HELP + " Default: the gallery's model."
+        ),
         aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
         faiss: bool = typer.Option(False, "--faiss", help="Search with a faiss index."),
     ) -> None:
@@ -240,6 +266,7 @@ def register(app: typer.Typer) -> None:
         search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
         ranked = search.search(result.embeddings, k)
         threshold = recognizer.threshold
+        say_model(recognizer)
         records = []
         for row, matches in zip(result.kept, ranked, strict=True):
             records.append(
@@ -264,6 +291,7 @@ def register(app: typer.Typer) -> None:
                 "gallery": str(gallery),
                 "model": recognizer.model.spec,
                 "threshold": threshold,
+                "operating_point": recognizer.operating_point,
                 "results": records,
                 "skipped": skipped,
                 "notes": result.notes,
@@ -288,7 +316,10 @@ def register(app: typer.Typer) -> None:
         a: Path = typer.Argument(None, help="First photo."),
         b: Path = typer.Argument(None, help="Second photo."),
         model: str = typer.Option(
-            "dlib", "--model", "-m", help="dlib, dlib-resnet, a .pt or an .onnx."
+            None,
+            "--model",
+            "-m",
+            help=MODEL_HELP + " Default: the best installed model, else dlib-resnet.",
         ),
         threshold: float = typer.Option(None, "--threshold", help="Override the stored one."),
         aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
@@ -302,20 +333,25 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Are two photos the same person? Prints the cosine similarity and the decision
-        (same when above the model's calibrated threshold). With --calibrate, store one."""
+        (same when above the model's threshold, whose operating point is printed). A model
+        without a threshold refuses to decide. With --calibrate, store one."""
         import json
 
-        from mfr.api import FaceRecognizer
         from mfr.errors import MfrError
 
-        recognizer = FaceRecognizer.load(model, threshold=threshold)
+        recognizer = load_recognizer(model, threshold=threshold)
         if calibrate is not None:
+            from mfr.embedders.registry import find_installed, set_threshold
             from mfr.gallery.threshold import calibrate as run_calibration
-            from mfr.gallery.threshold import store_threshold
+            from mfr.gallery.threshold import operating_point, store_threshold
 
             record = run_calibration(calibrate, pairs, dim=recognizer.dim)
             record["source"] = str(calibrate)
-            where = store_threshold(recognizer.model.spec, recognizer.model.fingerprint, record)
+            spec = recognizer.model.spec
+            if find_installed(spec) is not None:
+                where = set_threshold(spec, record["threshold"], operating_point(record))
+            else:
+                where = store_threshold(spec, recognizer.model.fingerprint, record)
             typer.echo(
                 f"threshold {record['threshold']:.4f} (accuracy {100 * record['accuracy']:.2f}% "
                 f"on {record['num_pairs']} pairs) stored in {where}"
@@ -324,14 +360,17 @@ def register(app: typer.Typer) -> None:
         if a is None or b is None:
             raise MfrError("verify needs two photos (or --calibrate EMB.npz)")
         similarity, same = recognizer.verify(a, b, aligned=aligned)
+        say_model(recognizer)
         if as_json:
             payload = {"a": str(a), "b": str(b), "similarity": similarity, "same": same,
-                       "threshold": recognizer.threshold}  # fmt: skip
+                       "threshold": recognizer.threshold, "model": recognizer.model.spec,
+                       "operating_point": recognizer.operating_point}  # fmt: skip
             typer.echo(json.dumps(payload))
         else:
             verdict = "same person" if same else "different people"
             typer.echo(
-                f"{verdict}: similarity {similarity:.4f} (threshold {recognizer.threshold:.4f})"
+                f"{verdict}: similarity {similarity:.4f} (threshold {recognizer.threshold:.4f}, "
+                f"model {recognizer.model.spec}; operating point: {recognizer.operating_point})"
             )
 
     sub = typer.Typer(help="Inspect and edit a gallery.", no_args_is_help=True)

@@ -17,7 +17,8 @@ def dlib_resnet_model():
     model = build_backbone(DLIB_RESNET, embedding_dim=128, input_size=112)
     model.load_dlib_weights(model_path("descriptor"))
     metadata = {"backbone": DLIB_RESNET, "embedding_dim": 128, "input_size": 112,
-                "head": model.head_name, "loss": "none", "step": 0, "threshold": None}  # fmt: skip
+                "head": model.head_name, "loss": "none", "step": 0, "threshold": None,
+                "operating_point": None}  # fmt: skip
     return model.eval(), metadata
 
 
@@ -50,6 +51,7 @@ class CheckpointEmbedder:
         self.dim = int(self.metadata["embedding_dim"])
         self.name = f"{self.path.name} ({self.metadata['backbone']}, {self.metadata['loss']})"
         self.threshold = self.metadata.get("threshold")
+        self.operating_point = self.metadata.get("operating_point")
 
     @torch.no_grad()
     def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:

@@ -53,6 +53,7 @@ class OnnxEmbedder:
         self.input_size = int(meta["mfr.input_size"])
         self.dim = int(meta["mfr.embedding_dim"])
         self.threshold = float(meta["mfr.threshold"]) if "mfr.threshold" in meta else None
+        self.operating_point = meta.get("mfr.operating_point")
         self.name = f"onnx:{self.path.name}:{meta.get('mfr.backbone', 'unknown')}"
         self.input_name = self.session.get_inputs()[0].name
 

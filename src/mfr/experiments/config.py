@@ -20,6 +20,8 @@ class ExperimentConfig:
     lfw: str = "lfw/images"  # relative to MFR_DATA unless absolute
     celeba: str | None = "celeba"  # extra training identities; None or missing: not used
     mfr2: str = "mfr2-dev"
+    rmfrd: str | None = None  # second real-mask test (the demo); None: not used
+    rmfrd_identities: int = 0  # > 0: only the first N rmfrd-dev identities (by name)
     exclude: str = "lfw/exclude-mfr2-overlap.txt"
     lfw_limit: int = 0  # > 0: only this many LFW identities (those with most images first)
     lfw_max_per_identity: int = 0  # > 0: at most this many images of each LFW identity
@@ -31,6 +33,9 @@ class ExperimentConfig:
     size: int = 112  # alignment size; training resizes to train.input_size
     workers: int = 2
     train: dict[str, Any] = field(default_factory=dict)  # recognizer config overrides
+    # the demo's masked-face model (mfr.experiments.model_build.BuildOptions fields: steps,
+    # head_warmup_steps, name, ...); empty: the demo builds none
+    model_build: dict[str, Any] = field(default_factory=dict)
 
 
 def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> ExperimentConfig:

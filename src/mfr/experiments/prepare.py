@@ -79,21 +79,42 @@ class Prepared:
         suffix = (f"-top{limit}" if limit > 0 else "") + (f"-max{cap}" if cap > 0 else "")
         return f"lfw{suffix}-{self.config.size}"
 
+    def _rmfrd_source(self, folder: Path) -> tuple[str, Path]:
+        """rmfrd-dev, or a manifest of its first ``rmfrd_identities`` identities (by name)."""
+        limit = self.config.rmfrd_identities
+        name = f"{folder.name}{f'-first{limit}' if limit > 0 else ''}-{self.config.size}"
+        if limit <= 0:
+            return name, folder
+        people = sorted(p for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._")
+        manifest = self.root / "splits" / f"{name}.csv"
+        with atomic_write(manifest, "w") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "identity", "domain"])
+            for person in people[:limit]:
+                for image in sorted(person.rglob("*")):
+                    if image.is_file():
+                        masked = int(image.parent.name == "masked")
+                        writer.writerow([str(image.resolve()), person.name, masked])
+        return name, manifest
+
     def aligned(self, dataset: str) -> Path:
-        """Aligned copy of ``lfw``, ``celeba`` or ``mfr2`` (built when missing)."""
+        """Aligned copy of ``lfw``, ``celeba``, ``mfr2`` or ``rmfrd`` (built when missing)."""
         if dataset == "lfw":
             name, source = self.lfw_name(), None
         else:
-            relative = {"celeba": self.config.celeba, "mfr2": self.config.mfr2}[dataset]
+            relative = {"celeba": self.config.celeba, "mfr2": self.config.mfr2,
+                        "rmfrd": self.config.rmfrd}[dataset]  # fmt: skip
             if relative is None:
                 raise MfrError(f"dataset {dataset!r} is switched off in the experiment config")
             name, source = f"{Path(relative).name}-{self.config.size}", self._shared(relative)
+            if dataset == "rmfrd":
+                name, source = self._rmfrd_source(source)
         target = self.root / name
         if not (target / MARKER).is_file():
             source = self._lfw_source() if source is None else source
             self.log(f"aligning {source} -> {target}")
             args = ["align", source, target, "--size", self.config.size]
-            _run_cli([*args, "--workers", self.config.workers, "--quiet"])
+            _run_cli([*args, "--workers", self.config.workers])
             (target / MARKER).touch()
         return target
 

@@ -11,21 +11,22 @@ from mfr.io import atomic_write
 COLUMNS = [("Acc", "accuracy"), ("Rank-1", "rank1"), ("Rank-5", "rank5"),
            ("Rank-10", "rank10"), ("mAP", "mAP")]  # fmt: skip
 TESTS = [("mfr2", "mfr2-dev (real masks)"), ("synthetic", "held-out LFW (synthetic masks)")]
+RMFRD = ("rmfrd", "rmfrd-dev (real masks, end to end)")  # the demo's third test
 
 
 def _fmt(value) -> str:
     return "–" if value is None else f"{value:.1f}"
 
 
-def markdown_table(results: list[dict]) -> str:
+def markdown_table(results: list[dict], tests=TESTS) -> str:
     """Rows = cells; columns = the paper's metrics on each test set."""
     header = ["Method", "seed"]
-    for _, title in TESTS:
+    for _, title in tests:
         header += [f"{name} ({title.split(' ')[0]})" for name, _ in COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for result in results:
         cells = [result["row"], str(result.get("seed", 0))]
-        for test, _ in TESTS:
+        for test, _ in tests:
             metrics = result.get(test) or {}
             cells += [_fmt(metrics.get(key)) for _, key in COLUMNS]
         if result.get("status") == "skipped":
@@ -34,23 +35,23 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_table(table: str, results: list[dict], out_dir: Path) -> None:
+def write_table(table: str, results: list[dict], out_dir: Path, tests=TESTS) -> None:
     """Write ``<table>.csv``, ``<table>.md`` and ``<table>-cmc.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["table", "row", "loss", "source", "seed", "status"]
-                    + [f"{test}_{key}" for test, _ in TESTS for _, key in COLUMNS])  # fmt: skip
+                    + [f"{test}_{key}" for test, _ in tests for _, key in COLUMNS])  # fmt: skip
     for r in results:
         row = [table, r["row"], r.get("loss"), r.get("source"), r.get("seed"), r.get("status")]
-        for test, _ in TESTS:
+        for test, _ in tests:
             metrics = r.get(test) or {}
             row += [metrics.get(key) for _, key in COLUMNS]
         writer.writerow(row)
     with atomic_write(out_dir / f"{table}.csv", "w") as handle:
         handle.write(buffer.getvalue())
     with atomic_write(out_dir / f"{table}.md", "w") as handle:
-        handle.write(f"## {table}\n\n" + markdown_table(results))
+        handle.write(f"## {table}\n\n" + markdown_table(results, tests))
     curves = {
         f"{r['row']} (s{r.get('seed', 0)})": r["mfr2"]["cmc_top20"]
         for r in results

@@ -4,9 +4,15 @@ Two faces are judged the same person when the cosine similarity of their embeddi
 greater than the threshold. Where it is kept:
 
 - an mfr checkpoint (``.pt``): its ``threshold`` key;
-- an ONNX export or ``dlib``: a sidecar JSON, ``<model>.threshold.json`` beside the ``.onnx``
-  file, ``$MFR_HOME/dlib.threshold.json`` (``MFR_HOME`` defaults to ``~/.mfr``) for dlib. An
-  ONNX export also carries the checkpoint's threshold in its metadata (the sidecar wins).
+- an ONNX export or a built-in model: a sidecar JSON, ``<model>.threshold.json`` beside the
+  ``.onnx`` file, ``<model home>/dlib.threshold.json`` for dlib (the model home is
+  ``mfr.embedders.registry.model_home()``). An ONNX export also carries the checkpoint's
+  threshold in its metadata (the sidecar wins).
+- an installed model (``mfr model build``): its ``model.json`` (and its checkpoint's key).
+
+Without a calibration of their own, the built-in models use the thresholds in
+``mfr.embedders.registry.BUILTIN`` (dlib: dlib's documented distance rule at its descriptors'
+real length).
 
 Calibration picks, on pairs of an embeddings file made with the same model, the threshold
 ``mfr eval`` would pick for one fold (``mfr.eval.verification.best_threshold``: the accuracy-
@@ -18,7 +24,6 @@ and as many unmatched ones drawn with a fixed seed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +31,20 @@ import numpy as np
 from mfr.errors import MfrError
 from mfr.io import atomic_write
 
-#: dlib's documented rule: same person below 0.6 Euclidean distance of its unit-norm
-#: descriptors, i.e. cosine similarity above 1 - 0.6**2 / 2.
-DLIB_DEFAULT = 1.0 - 0.6**2 / 2
-
 
 def sidecar_path(spec: str) -> Path:
     """Where the threshold of a dlib or ONNX model is kept."""
     from mfr.embedders import BUILTIN_MODELS
+    from mfr.embedders.registry import model_home
 
     if spec in BUILTIN_MODELS:
-        home = Path(os.environ.get("MFR_HOME", "~/.mfr")).expanduser()
-        return home / f"{spec}.threshold.json"
+        return model_home() / f"{spec}.threshold.json"
     return Path(spec).with_suffix(".threshold.json")
 
 
-def read_sidecar(spec: str, fingerprint: str) -> float | None:
-    """The sidecar's threshold when it was calibrated for these weights, else None."""
+def read_sidecar(spec: str, fingerprint: str) -> tuple[float, str] | None:
+    """``(threshold, operating point)`` from the sidecar when it was calibrated for these
+    weights, else None."""
     path = sidecar_path(spec)
     if not path.is_file():
         return None
@@ -56,7 +58,21 @@ def read_sidecar(spec: str, fingerprint: str) -> float | None:
         raise MfrError(f"{path}: unreadable threshold file ({error})") from error
     if not -1.0 <= threshold <= 1.0:
         raise MfrError(f"{path}: threshold {threshold} is not a cosine similarity in [-1, 1]")
-    return threshold if record.get("fingerprint") == fingerprint else None
+    if record.get("fingerprint") != fingerprint:
+        return None
+    return threshold, operating_point(record)
+
+
+def operating_point(record: dict) -> str:
+    """How a calibration record's threshold was chosen, in words."""
+    accuracy = record.get("accuracy")
+    where = f" of {record['source']}" if record.get("source") else ""
+    if accuracy is None:
+        return f"calibrated with `mfr verify --calibrate`{where}"
+    return (
+        f"best accuracy ({100 * float(accuracy):.2f} %) on {record.get('num_pairs', '?')} "
+        f"pairs{where}"
+    )
 
 
 def calibration_pairs(identities: np.ndarray, domains: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -131,6 +147,7 @@ def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
 
         checkpoint = torch.load(spec, map_location="cpu", weights_only=True)
         checkpoint["threshold"] = float(record["threshold"])
+        checkpoint["operating_point"] = operating_point(record)
         atomic_save_torch(checkpoint, spec)
         return Path(spec)
     target = sidecar_path(spec)

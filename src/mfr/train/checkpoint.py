@@ -23,7 +23,10 @@ from mfr.io import atomic_save_torch
 
 FORMAT = "mfr-recognizer"
 VERSION = 1
-METADATA_KEYS = ("backbone", "embedding_dim", "input_size", "head", "loss", "step", "threshold")
+METADATA_KEYS = (
+    "backbone", "embedding_dim", "input_size", "head", "loss", "step", "threshold",
+    "operating_point",
+)  # fmt: skip
 
 
 def rng_state() -> dict[str, Any]:
@@ -186,8 +189,8 @@ def build_model_from_checkpoint(
 def load_embedding_model(path: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """``(model in eval mode, metadata)``: the model maps [-1, 1] NCHW at ``input_size`` to
     ``(B, embedding_dim)`` embeddings (not normalised). Metadata holds ``backbone``,
-    ``embedding_dim``, ``input_size``, ``head``, ``loss``, ``step``, ``threshold`` (or None)
-    and ``config``."""
+    ``embedding_dim``, ``input_size``, ``head``, ``loss``, ``step``, ``threshold`` and
+    ``operating_point`` (or None) and ``config``."""
     checkpoint = read_checkpoint(path)
     model = build_model_from_checkpoint(checkpoint, path).eval()
     metadata = {key: checkpoint.get(key) for key in METADATA_KEYS}

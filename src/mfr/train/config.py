@@ -49,6 +49,11 @@ class TrainConfig:
     lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
     lr_gamma: float = 0.1
     weight_decay: float = 0.0
+    # fine-tuning a pretrained backbone (docs/training.md): the loss's own parameters (the
+    # classifier head) get head_lr (None: lr), and for the first head_warmup_steps steps the
+    # backbone is frozen (no gradient, eval mode) while the new head learns
+    head_lr: float | None = None
+    head_warmup_steps: int = 0
     seed: int = 0
     # speed
     device: str = "auto"  # auto | cpu | cuda
@@ -75,6 +80,12 @@ class TrainConfig:
             (self.max_images >= 0, "max_images", "must be >= 0 (0 keeps all)"),
             (self.steps >= 1, "steps", "must be positive"),
             (self.lr > 0, "lr", "must be positive"),
+            (self.head_lr is None or self.head_lr > 0, "head_lr", "must be positive"),
+            (
+                0 <= self.head_warmup_steps < self.steps,
+                "head_warmup_steps",
+                "must be >= 0 and below steps",
+            ),
             (0.0 <= self.flip <= 1.0, "flip", "must be a probability"),
             (self.workers >= 0, "workers", "must be >= 0"),
             (self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda"),

@@ -2,6 +2,10 @@
 
 Backbone + loss (by name) trained with Adam on P x K batches; the learning rate is multiplied by
 ``lr_gamma`` at the ``lr_milestones`` fractions of ``steps`` (paper: x0.1 at 50 % and 75 %).
+Fine-tuning a pretrained backbone: ``head_lr`` gives the loss's parameters (the new classifier
+head) a learning rate of their own, and for the first ``head_warmup_steps`` steps the backbone
+is frozen — run without gradient in eval mode, so neither its weights nor its buffers change —
+while the head learns from the pretrained features.
 Outputs in the run folder: ``metrics.jsonl`` (one JSON object per log / validation event),
 ``last.pt`` (every ``checkpoint_every`` steps and at the end) and ``final.pt``, all written
 atomically by rank 0. ``resume=True`` continues from ``last.pt`` bit-identically on CPU: the
@@ -10,6 +14,7 @@ batches are a pure function of (seed, step) and every RNG state is in the checkp
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -133,8 +138,11 @@ class _Model(nn.Module):
         self.bf16 = bf16
         self.device_type = device_type
 
-    def forward(self, images, labels, domains, teacher=None, step: int = 0):
-        with torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16):
+    def forward(self, images, labels, domains, teacher=None, step: int = 0, frozen=False):
+        with (
+            torch.autocast(self.device_type, dtype=torch.bfloat16, enabled=self.bf16),
+            torch.no_grad() if frozen else contextlib.nullcontext(),
+        ):
             features = self.backbone(images)
         features = features.float()
         loss = self.loss(features, labels, domains)
@@ -224,7 +232,14 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     model = _Model(backbone, loss_fn, config.bf16, info.device.type, distill).to(info.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.head_warmup_steps and info.distributed:
+        raise ConfigError("head_warmup_steps: a frozen-backbone warm-up runs in one process only")
+    if config.head_lr is None:
+        groups = [{"params": list(model.parameters())}]
+    else:  # the backbone at lr, the loss's head (and a distillation projection) at head_lr
+        head = [p for name, p in model.named_parameters() if not name.startswith("backbone.")]
+        groups = [{"params": list(backbone.parameters())}, {"params": head, "lr": config.head_lr}]
+    optimizer = torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=_lr_milestones(config), gamma=config.lr_gamma
     )
@@ -288,6 +303,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     window_start, window_steps, data_wait = time.perf_counter(), 0, 0.0
     window_cpu = time.process_time()
     model.train()
+    if start_step < config.head_warmup_steps:
+        log(f"head warm-up: backbone frozen for steps {start_step + 1}-{config.head_warmup_steps}")
     tick = time.perf_counter()
     replaced: list[str] = []
     for batch in loader:
@@ -302,7 +319,10 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
             images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(info.device, non_blocking=True)
         domains = domains.to(info.device, non_blocking=True)
-        loss, features = trained(images, labels, domains, teacher, step)
+        frozen = step < config.head_warmup_steps
+        if frozen == backbone.training:
+            backbone.train(not frozen)
+        loss, features = trained(images, labels, domains, teacher, step, frozen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
