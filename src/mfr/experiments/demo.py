@@ -118,7 +118,8 @@ def write_report(out: Path, results: list[dict], prepared: Prepared, seconds: fl
         f"this run {seconds / 60:.1f} min (finished steps of earlier runs are reused)",
         "",
         "Masked probes against full-face galleries. *mfr2-dev*: real photos with real masks "
-        "(never trained on). *held-out LFW*: identities kept out of training, masked with a "
+        "(never trained on), end to end: a masked probe `mfr align` could not align counts as "
+        "a miss. *held-out LFW*: identities kept out of training, masked with a "
         "method the model did not train on (probe = masked twin, gallery = other full images).",
         "",
         markdown_table(results),

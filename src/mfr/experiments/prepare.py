@@ -97,6 +97,14 @@ class Prepared:
             (target / MARKER).touch()
         return target
 
+    def source(self, dataset: str) -> Path:
+        """The ``celeba`` or ``mfr2`` images before alignment (end-to-end evaluation counts
+        the faces ``mfr align`` could not align)."""
+        relative = {"celeba": self.config.celeba, "mfr2": self.config.mfr2}[dataset]
+        if relative is None:
+            raise MfrError(f"dataset {dataset!r} is switched off in the experiment config")
+        return self._shared(relative)
+
     def has_celeba(self) -> bool:
         return self.config.celeba is not None and self._shared(self.config.celeba).is_dir()
 
