@@ -22,6 +22,7 @@ __all__ = [
     "align_face",
     "check_aligned",
     "misaligned",
+    "not_upright",
     "warp_to_template",
 ]
 
@@ -29,6 +30,7 @@ __all__ = [
 # may lie from the template's: the least-squares fit spreads a distorted face's error over
 # five points, and more than this means the five do not make a face.
 MAX_EYE_OFFSET = 0.25
+MAX_TILT = 20.0  # degrees: an aligned crop from any aligner has a level eye line
 
 
 @dataclass
@@ -93,11 +95,32 @@ def misaligned(landmarks68: np.ndarray, size: int = 112) -> str | None:
     return None
 
 
+def not_upright(landmarks68: np.ndarray, size: int) -> str | None:
+    """Why the 68 landmarks of a ``size`` x ``size`` crop made by any aligner are not an
+    upright face filling it (a short phrase), or None: eye line within ``MAX_TILT`` degrees
+    of level, eyes above nose above mouth, inter-ocular distance 0.15-0.6 of the side, and the
+    eyes' midpoint in the crop's upper middle (x 0.3-0.7, y 0.15-0.6 of the side)."""
+    points = five_points(landmarks68)
+    dx, dy = points[1] - points[0]
+    if dx <= 0 or abs(np.degrees(np.arctan2(dy, dx))) > MAX_TILT:
+        return "eye line not level"
+    eyes = points[:2].mean(0)
+    if not eyes[1] < points[2, 1] < points[3:, 1].mean():
+        return "eyes, nose and mouth out of order"
+    if not 0.15 * size <= np.hypot(dx, dy) <= 0.6 * size:
+        return "face too small or too large for the crop"
+    if not (0.3 * size <= eyes[0] <= 0.7 * size and 0.15 * size <= eyes[1] <= 0.6 * size):
+        return "face not centred"
+    return None
+
+
 def check_aligned(crop: np.ndarray) -> None:
-    """Check that ``crop`` (RGB uint8, square, e.g. 112 x 112 from ``mfr align``) holds one
-    upright, aligned face: MediaPipe must find a face in it, and its landmarks must pass
-    :func:`misaligned`. Raises ``FaceNotFound`` ("no face found (...)") otherwise. Used for
-    every input taken as already aligned (a blank or noise image is not a face)."""
+    """Check that ``crop`` (RGB uint8, square: from ``mfr align`` or another aligner) holds one
+    upright face that fills it: MediaPipe must find a face in it (no rotation search, no
+    tiles) and its landmarks must pass :func:`not_upright`. Raises ``FaceNotFound`` ("no face
+    found (...)") otherwise. Used for every input taken as already aligned (a blank or noise
+    image, or a face turned upside down, is not an aligned face)."""
+    from mfr.align.detect import mesh_to_68
     from mfr.align.mesh import find_upright_face
 
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
@@ -108,9 +131,7 @@ def check_aligned(crop: np.ndarray) -> None:
     found = find_upright_face(crop)
     if isinstance(found, str):
         raise FaceNotFound(f"no face found ({found} in the aligned crop)")
-    from mfr.align.detect import mesh_to_68
-
-    reason = misaligned(mesh_to_68(found.mesh), width)
+    reason = not_upright(mesh_to_68(found.mesh), width)
     if reason:
         raise FaceNotFound(f"no face found (not an aligned face: {reason})")
 

@@ -619,7 +619,8 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
 def find_upright_face(crop: np.ndarray) -> MeshFace | str:
     """The face of an image that should already be an upright face crop (no rotation search,
     no tiles): BlazeFace on the bordered crop at ``MIN_SCORE`` then ``LOW_SCORE``, the face
-    nearest the centre, its mesh, and :func:`implausible_mesh`; or the reason it failed."""
+    nearest the centre, the upside-down judge of :func:`second_look`, its mesh, and
+    :func:`implausible_mesh`; or the reason it failed."""
     faces = []
     for min_score in (MIN_SCORE, LOW_SCORE):
         for pad in PADS:
@@ -631,5 +632,8 @@ def find_upright_face(crop: np.ndarray) -> MeshFace | str:
             break
     if not faces:
         return "no face"
-    face = add_mesh(crop, _ordered(faces, crop.shape, "central")[0])
+    face = _ordered(faces, crop.shape, "central")[0]
+    if second_look(crop, face)[1]:
+        return "upside down"
+    face = add_mesh(crop, face)
     return implausible_mesh(face) or face
