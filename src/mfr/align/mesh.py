@@ -63,6 +63,7 @@ TILE = 384
 TILE_STRIDE = 288
 LANDMARK_SIDE = 256  # the upright cut FaceMesh's landmark model sees (it resizes to 192)
 LANDMARK_SCALE = 1.5  # cut side / BlazeFace box side, as FaceMesh frames a detection
+REFIT_SCALE = 1.25  # cut side / the first mesh's extent, for the second fit
 CONFIRM_SIDE = 192
 CONFIRM_SCALE = 2.5  # face at 40 % of the cut: BlazeFace short-range's comfortable size
 FLIP_MARGIN = 0.1
@@ -451,15 +452,31 @@ def _cut(image: np.ndarray, matrix: np.ndarray, side: int) -> np.ndarray:
     )
 
 
-def add_mesh(image: np.ndarray, face: MeshFace, min_presence: float = 0.0) -> MeshFace | None:
-    """``face`` with its 468-point mesh, computed on a full-resolution upright cut; None when
-    the face-presence score is under ``min_presence``."""
-    matrix = upright_matrix(face.keypoints, face.box, LANDMARK_SIDE, LANDMARK_SCALE)
+def _mesh_in(image: np.ndarray, matrix: np.ndarray, min_presence: float) -> np.ndarray | None:
     mesh = run_landmarks(_cut(image, matrix, LANDMARK_SIDE), min_presence)
     if mesh is None:
         return None
     inverse = cv2_invert(matrix)
-    face.mesh = mesh @ inverse[:, :2].T + inverse[:, 2]
+    return mesh @ inverse[:, :2].T + inverse[:, 2]
+
+
+def add_mesh(image: np.ndarray, face: MeshFace, min_presence: float = 0.0) -> MeshFace | None:
+    """``face`` with its 468-point mesh, computed on a full-resolution upright cut; None when
+    the face-presence score is under ``min_presence``.
+
+    The first mesh is fitted in the region BlazeFace's box and eye keypoints give; the mesh
+    is then fitted once more in the region its own eye corners and extent give (``REFIT_SCALE``
+    times the extent), as FaceMesh does when it tracks: BlazeFace's box moves when a mask
+    covers the lower face, the mesh's own frame much less (LFW faces with a painted mask: eye
+    shift median 0.051 -> 0.031, 90th percentile 0.098 -> 0.058 inter-ocular distances)."""
+    matrix = upright_matrix(face.keypoints, face.box, LANDMARK_SIDE, LANDMARK_SCALE)
+    mesh = _mesh_in(image, matrix, min_presence)
+    if mesh is None:
+        return None
+    eyes = np.vstack([mesh[list(_MESH_RIGHT_EYE)].mean(0), mesh[list(_MESH_LEFT_EYE)].mean(0)])
+    extent = np.r_[mesh.min(0), mesh.max(0)]
+    refit = _mesh_in(image, upright_matrix(eyes, extent, LANDMARK_SIDE, REFIT_SCALE), 0.0)
+    face.mesh = mesh if refit is None else refit
     return face
 
 
