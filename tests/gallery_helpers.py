@@ -45,13 +45,30 @@ def tiny_onnx(path: Path, seed: int = 0, dim: int = 16, size: int = 32, threshol
     return export_onnx(tiny_model(seed, dim), meta, path)
 
 
+_ALIGNED_FACE: list[np.ndarray] = []
+
+
+def aligned_face() -> np.ndarray:
+    """A real aligned 112 x 112 face (matplotlib's Grace Hopper through ``align_face``)."""
+    if not _ALIGNED_FACE:
+        from test_align import grace_hopper
+
+        from mfr.align.align import align_face
+
+        _ALIGNED_FACE.append(align_face(grace_hopper(200)).image)
+    return _ALIGNED_FACE[0]
+
+
 def face_like(rng: np.random.Generator, identity: int, size: int = 112) -> np.ndarray:
-    """A synthetic 'aligned crop': an identity-specific smooth pattern plus noise."""
+    """A synthetic aligned crop of 'identity': a real aligned face (aligned crops must hold an
+    upright face) blended with an identity-specific smooth colour pattern, plus noise."""
     base = np.random.default_rng(1000 + identity).integers(0, 256, (4, 4, 3)).astype(np.float32)
     import cv2
 
-    image = cv2.resize(base, (size, size), interpolation=cv2.INTER_CUBIC)
-    image += rng.normal(0, 12, image.shape)
+    pattern = cv2.resize(base, (size, size), interpolation=cv2.INTER_CUBIC)
+    face = cv2.resize(aligned_face(), (size, size), interpolation=cv2.INTER_AREA)
+    image = 0.6 * face.astype(np.float32) + 0.4 * pattern
+    image += rng.normal(0, 6, image.shape)
     return np.clip(image, 0, 255).astype(np.uint8)
 
 

@@ -59,6 +59,9 @@ class _FakePrepared:
     def aligned(self, dataset):
         return self.root / f"{dataset}-112"
 
+    def source(self, dataset):
+        return self.root / dataset
+
 
 def _finished_cell(tmp_path, monkeypatch, cell, stored: dict, stale: str, rank1: float):
     """A finished cell (``stored`` as its result.json, an old ``stale`` test file), a fake
@@ -76,7 +79,7 @@ def _finished_cell(tmp_path, monkeypatch, cell, stored: dict, stale: str, rank1:
     (out / "result.json").write_text(json.dumps(stored))
     calls = []
 
-    def fake_embed_and_eval(model, dataset, where, name, log):
+    def fake_embed_and_eval(model, dataset, where, name, log, source=None):
         calls.append((model, dataset.name, name, (where / f"{name}.npz").exists()))
         return {"rank1": rank1}
 
@@ -108,7 +111,7 @@ def test_a_built_in_baseline_cell_embeds_with_its_model_and_trains_nothing(tmp_p
     cell = table_cells("table1")[1]
     calls = []
 
-    def fake_embed_and_eval(model, dataset, where, name, log):
+    def fake_embed_and_eval(model, dataset, where, name, log, source=None):
         calls.append((model, dataset.name, name))
         return {"rank1": 79.7}
 
@@ -118,7 +121,8 @@ def test_a_built_in_baseline_cell_embeds_with_its_model_and_trains_nothing(tmp_p
     result = runner.run_cell(cell, None, _FakePrepared(tmp_path), out, log=lambda _: None)
     assert calls == [("dlib-resnet", "mfr2-112", "mfr2"),
                      ("dlib-resnet", "heldout-hull.csv", "synthetic")]  # fmt: skip
-    assert result["mfr2"] == {"rank1": 79.7, "input": "aligned"} and result["status"] == "done"
+    assert result["mfr2"] == {"rank1": 79.7, "input": runner.MFR2_INPUT}
+    assert result["status"] == "done"
 
 
 def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_path, monkeypatch):
@@ -128,7 +132,7 @@ def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_
     _, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "mfr2", 74.3)
     result = run()
     assert calls == [("dlib", "mfr2-112", "mfr2", False)]
-    assert result["mfr2"] == {"rank1": 74.3, "input": "aligned"}
+    assert result["mfr2"] == {"rank1": 74.3, "input": "aligned, end to end"}
     assert result["synthetic"] == old["synthetic"]
     assert run() == result
     assert len(calls) == 1
@@ -182,3 +186,14 @@ def test_a_cell_trained_identically_in_another_table_is_shared_not_retrained(tmp
     assert result["row"] == "KP-SYN" and result["table"] == "table2"
     assert result["mfr2"] == metrics and result["shared_with"] == str(done.parent)
     assert json.loads((tmp_path / "table2" / t2.key / "result.json").read_text()) == result
+
+
+def test_a_result_from_before_end_to_end_evaluation_is_retested(tmp_path, monkeypatch):
+    cell = next(c for c in table_cells("table1") if c.row == "Softmax")
+    old = {"table": "table1", "row": cell.row, "status": "done",
+           "mfr2": {"rank1": 30.0, "input": "aligned"},
+           "synthetic": {"rank1": 40.0, "method": cell.synthetic_test_method}}  # fmt: skip
+    out, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "mfr2", 28.0)
+    result = run()
+    assert calls == [(str(out / "train" / "final.pt"), "mfr2-112", "mfr2", False)]
+    assert result["mfr2"] == {"rank1": 28.0, "input": "aligned, end to end"}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mfr.align.detect import DEFAULT_DETECTOR
 from mfr.align.landmarks import save_landmarks
 from mfr.data.images import read_image
 from mfr.errors import MfrError
@@ -204,11 +205,16 @@ _options: dict = {}
 def _init_worker(options: dict) -> None:
     import cv2
 
-    from mfr.align.dlib_models import hog_detector, landmark_predictor
-
     cv2.setNumThreads(1)
-    hog_detector()
-    landmark_predictor(68)
+    if options.get("detector") == "dlib":
+        from mfr.align.dlib_models import hog_detector, landmark_predictor
+
+        hog_detector()
+        landmark_predictor(68)
+    else:
+        from mfr.align.mesh import warm_up
+
+        warm_up()
     _options.update(options)
 
 
@@ -234,7 +240,13 @@ def _process(item: Item):
     except OSError as error:
         return item, "unreadable", f"{item.source}: {error}", 0
     try:
-        face = align_face(image, _options["size"], _options["fallback"], _options["pick"])
+        face = align_face(
+            image,
+            _options["size"],
+            _options["fallback"],
+            _options["pick"],
+            _options.get("detector", DEFAULT_DETECTOR),
+        )
     except FaceNotFound as error:
         status = "too_small" if error.reason.startswith("image too small") else "no_face"
         return item, status, error.reason, 0
@@ -389,8 +401,10 @@ def align_folder(
     fallback: bool = True,
     pick: str = "largest",
     progress: bool = True,
+    detector: str = DEFAULT_DETECTOR,
 ) -> Summary:
-    """Align every image of SRC into DST (resumable, sharded, multi-process); see module doc."""
+    """Align every image of SRC into DST (resumable, sharded, multi-process) with ``detector``
+    (``mediapipe`` or ``dlib``); see module doc."""
     src, dst = Path(src), Path(dst)
     if size < 16:
         raise MfrError(f"--size {size}: aligned images need at least 16 pixels")
@@ -440,7 +454,8 @@ def align_folder(
             summary.notes.append(f"{item.name}: same output name as {other}")
     counts: Counter = Counter()
     try:
-        results = _run(todo, workers, dict(size=size, fallback=fallback, pick=pick, dst=dst))
+        options = dict(size=size, fallback=fallback, pick=pick, dst=dst, detector=detector)
+        results = _run(todo, workers, options)
         if progress:
             from tqdm import tqdm
 
@@ -469,6 +484,11 @@ def _run(todo: list[Item], workers: int, options: dict):
         return
     import multiprocessing
 
-    context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    # MediaPipe's graphs run threads, and a process forked from one that holds graphs can
+    # deadlock; a fork server forks its workers from a clean process
+    start = "spawn"
+    if os.name == "posix":
+        start = "fork" if options.get("detector") == "dlib" else "forkserver"
+    context = multiprocessing.get_context(start)
     with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)

@@ -1,5 +1,10 @@
-"""Face detection and 68 landmarks with dlib: the largest HOG face, or a checked tight-crop
-fallback for images that are already face crops (e.g. masked faces HOG misses).
+"""Face detection and 68 landmarks: two detectors behind :func:`detect_face`.
+
+``mediapipe`` (the default): BlazeFace boxes and the 468-point FaceMesh, mapped to dlib's 68
+points (see ``mfr.align.mesh`` and ``mfr.align.mesh68``). It finds the most real masked faces
+(docs/alignment.md). ``dlib``: the largest HOG face and dlib's 68-point predictor, or a
+checked tight-crop fallback for images that are already face crops (e.g. masked faces HOG
+misses), described below.
 
 Fallback (only when HOG finds no face): a centred box where a face sits in a tight crop is
 given to the 68-point predictor; the box is then re-derived from the predicted landmarks and
@@ -206,19 +211,59 @@ def fallback_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | s
 
 
 PICKS = ("largest", "central")
+DETECTORS = ("mediapipe", "dlib")
+DEFAULT_DETECTOR = "mediapipe"
 
 
-def detect_face(image: np.ndarray, fallback: bool = True, pick: str = "largest") -> Detection:
+def mesh_to_68(mesh: np.ndarray) -> np.ndarray:
+    """dlib's 68 landmarks (float32, 68 x 2) from a 468-point FaceMesh (468 x 2, any units)."""
+    from mfr.align.mesh68 import MESH68_INDEX, MESH68_WEIGHTS
+
+    mesh = np.asarray(mesh, dtype=np.float64)
+    index = np.asarray(MESH68_INDEX)
+    weights = np.asarray(MESH68_WEIGHTS)[..., None]
+    return (mesh[index] * weights).sum(axis=1).astype(np.float32)
+
+
+def _mediapipe_face(image: np.ndarray, pick: str) -> Detection:
+    from mfr.align.mesh import find_face
+
+    found = find_face(image, pick=pick)
+    if isinstance(found, str):
+        raise FaceNotFound(found)
+    face, count = found
+    return Detection(
+        tuple(int(round(v)) for v in face.box),
+        mesh_to_68(face.mesh),
+        used_fallback=face.step != "coarse",
+        num_faces=count,
+        score=face.score,
+    )
+
+
+def detect_face(
+    image: np.ndarray,
+    fallback: bool = True,
+    pick: str = "largest",
+    detector: str = DEFAULT_DETECTOR,
+) -> Detection:
     """One face of an RGB uint8 image with its 68 landmarks; raises ``FaceNotFound``.
 
-    When HOG finds several, ``pick="largest"`` takes the largest box and ``"central"`` the box
-    whose centre is nearest the image centre (right for face-centred sets like LFW and CelebA,
-    whose labelled person is the centred face even when a bystander's face is larger)."""
+    ``detector``: ``mediapipe`` (default) or ``dlib``. When several faces are found,
+    ``pick="largest"`` takes the largest box and ``"central"`` the box whose centre is nearest
+    the image centre (right for face-centred sets like LFW and CelebA, whose labelled person
+    is the centred face even when a bystander's face is larger). ``fallback`` is dlib's
+    tight-crop fallback (MediaPipe's second-chance steps are always on; a face they found is
+    marked ``used_fallback``)."""
     if pick not in PICKS:
         raise ValueError(f"pick must be one of {PICKS}, got {pick!r}")
+    if detector not in DETECTORS:
+        raise ValueError(f"detector must be one of {DETECTORS}, got {detector!r}")
     height, width = image.shape[:2]
     if min(height, width) < MIN_SIDE:
         raise FaceNotFound(f"image too small ({width}x{height} px, need {MIN_SIDE})")
+    if detector == "mediapipe":
+        return _mediapipe_face(image, pick)
     boxes, scores = hog_faces(image)
     if len(boxes):
         if pick == "largest":

@@ -27,7 +27,8 @@ def register(app: typer.Typer) -> None:
         fallback: bool = typer.Option(
             True,
             "--fallback/--no-fallback",
-            help="For tight face crops HOG misses, try the checked centred-box fallback.",
+            help="dlib only: for tight face crops HOG misses, try the checked centred-box "
+            "fallback.",
         ),
         pick: str = typer.Option(
             "largest",
@@ -35,12 +36,19 @@ def register(app: typer.Typer) -> None:
             help="Of several faces: largest, or central (nearest the image centre; for "
             "face-centred sets such as LFW and CelebA).",
         ),
+        detector: str = typer.Option(
+            "mediapipe",
+            "--detector",
+            help="mediapipe (default: BlazeFace + FaceMesh, finds the most masked faces) or "
+            "dlib (HOG + 68-point predictor + tight-crop fallback).",
+        ),
         merge: bool = typer.Option(
             False, "--merge", help="Only merge the progress parts of DST (give DST alone)."
         ),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ) -> None:
-        """Align faces to the ArcFace 5-point template (SIZE x SIZE PNG) with dlib landmarks.
+        """Align faces to the ArcFace 5-point template (SIZE x SIZE PNG) with 68 landmarks
+        (MediaPipe FaceMesh mapped to dlib's 68 points, or dlib's own).
 
         Writes DST/<identity>/<stem>.png (masked faces under <identity>/masked/), the 68
         landmarks in aligned pixels (DST/landmarks.npz), DST/manifest.csv and
@@ -48,10 +56,12 @@ def register(app: typer.Typer) -> None:
         the end of every run or by `mfr align --merge DST`.
         """
         from mfr.align.batch import align_folder, merge_parts, parse_shard
-        from mfr.align.detect import PICKS
+        from mfr.align.detect import DETECTORS, PICKS
 
         if pick not in PICKS:
             raise MfrError(f"--pick {pick!r}: choose one of {', '.join(PICKS)}")
+        if detector not in DETECTORS:
+            raise MfrError(f"--detector {detector!r}: choose one of {', '.join(DETECTORS)}")
 
         if merge:
             target = dst or src
@@ -78,6 +88,7 @@ def register(app: typer.Typer) -> None:
             fallback=fallback,
             pick=pick,
             progress=not quiet,
+            detector=detector,
         )
         for note in summary.notes:
             typer.echo(f"note: {note}", err=True)

@@ -21,8 +21,15 @@ def run_eval(
     seed: int = 0,
     pairs_per_fold: int = 10_000,
     log=print,
+    dataset: Path | None = None,
 ) -> dict:
-    """Evaluate an embeddings file; return the report dict (see ``mfr.eval.report``)."""
+    """Evaluate an embeddings file; return the report dict (see ``mfr.eval.report``).
+
+    With ``dataset`` (the folder or manifest the embeddings were made from, before or after
+    ``mfr align``) the figures are end to end: every masked probe of the dataset that has no
+    embedding is a miss (``mfr.eval.endtoend``), in retrieval and in generated verification
+    pairs (a pair with a missing face is judged "different"); the embedded-only figures are
+    kept under ``embedded_only``."""
     import json
 
     import numpy as np
@@ -65,6 +72,11 @@ def run_eval(
             "gallery images (both are needed)"
         )
 
+    missing = _missing(emb, dataset) if dataset is not None else None
+    embedded_retrieval = retrieval
+    if missing is not None:
+        retrieval = _end_to_end_retrieval(retrieval, missing, num_gallery)
+
     extra: dict = {"num_embeddings": len(emb), "num_masked": num_probes, "embedding_dim": emb.dim}
     extra["num_identities"] = int(len(np.unique(emb.identities)))
     if pairs_path is not None:
@@ -98,6 +110,26 @@ def run_eval(
         notes.append(f"verification not computed: {len(pairs)} pairs (10 folds need at least 10)")
     if retrieval is None and verification is None:
         raise MfrError(f"{embeddings_path}: nothing to evaluate ({'; '.join(notes)})")
+    embedded_verification = verification
+    if missing is not None:
+        extra["end_to_end"] = True
+        extra["dataset"] = str(dataset)
+        extra["failed_probes"] = missing.failed
+        extra["gallery_lost_probes"] = missing.gallery_lost
+        extra["dataset_probes"] = missing.dataset_probes
+        if missing.failed and pairs_path is None:
+            verification = _end_to_end_verification(emb, missing, pairs_per_fold, seed)
+        elif missing.failed:
+            notes.append("verification is embedded-only: a --pairs file names embedded faces")
+        extra["embedded_only"] = _headline(embedded_retrieval, embedded_verification)
+        if missing.failed or missing.gallery_lost:
+            notes.append(
+                f"end to end: {missing.failed} masked probes of {dataset} were not embedded "
+                f"and {missing.gallery_lost} lost their whole gallery; each is a miss"
+            )
+    else:
+        extra["end_to_end"] = False
+        extra["failed_probes"] = None
 
     extra["notes"] = notes
     report = build_report(retrieval, verification, num_probes, num_gallery, extra)
@@ -117,6 +149,78 @@ def run_eval(
     return report
 
 
+def _missing(emb, dataset: Path):
+    """The masked probes of ``dataset`` (any layout ``mfr align`` reads) without embedding."""
+    from mfr.align.batch import list_sources
+    from mfr.eval.endtoend import find_missing
+
+    rows = []
+    for item in list_sources(dataset):
+        parts = item.output.split("/")
+        rows.append((parts[0], int("masked" in parts[1:-1]), item.output))
+    return find_missing(emb, rows, str(dataset))
+
+
+def _end_to_end_retrieval(retrieval, missing, num_gallery: int):
+    import numpy as np
+
+    from mfr.eval.retrieval import RetrievalResult, with_missed_probes
+
+    missed = missing.failed + missing.gallery_lost
+    if retrieval is None:
+        if not missed:
+            return None
+        retrieval = RetrievalResult(np.zeros(max(num_gallery, 1)), np.zeros(0), 0, num_gallery, 0)
+    else:
+        retrieval = RetrievalResult(
+            retrieval.cmc,
+            retrieval.average_precision,
+            retrieval.num_probes,
+            retrieval.num_gallery,
+            retrieval.skipped_probes - missing.gallery_lost,
+        )
+    return with_missed_probes(retrieval, missed)
+
+
+def _end_to_end_verification(emb, missing, pairs_per_fold: int, seed: int):
+    """10-fold verification over the embedded faces plus the missing probes: pairs are drawn
+    from all of them, and a pair with a missing face has similarity -1 (never "same")."""
+    import numpy as np
+
+    from mfr.eval.embeddings import MASKED, l2_normalise
+    from mfr.eval.pairs import generate_pairs
+    from mfr.eval.verification import pair_similarities, verification_metrics
+
+    count = len(emb)
+    identities = np.r_[emb.identities, np.array(missing.failed_identities, dtype=str)]
+    domains = np.r_[emb.domains, np.full(missing.failed, MASKED, dtype=np.uint8)]
+    pairs = generate_pairs(identities, domains, pairs_per_fold, seed=seed).pairs
+    if len(pairs) < 10:
+        return None
+    both = (pairs.a < count) & (pairs.b < count)
+    sims = np.full(len(pairs), -1.0, dtype=np.float32)
+    sims[both] = pair_similarities(l2_normalise(emb.embeddings), pairs.a[both], pairs.b[both])
+    return verification_metrics(sims, pairs.same)
+
+
+def _headline(retrieval, verification) -> dict:
+    """The embedded-only figures (percent) with their probe and pair counts."""
+
+    def percent(value):
+        return None if value is None else 100.0 * float(value)
+
+    return {
+        "rank1": percent(retrieval.rank(1)) if retrieval else None,
+        "rank5": percent(retrieval.rank(5)) if retrieval else None,
+        "rank10": percent(retrieval.rank(10)) if retrieval else None,
+        "mAP": percent(retrieval.mean_average_precision) if retrieval else None,
+        "accuracy": percent(verification.accuracy) if verification else None,
+        "accuracy_std": percent(verification.accuracy_std) if verification else None,
+        "num_probes": retrieval.num_probes if retrieval else 0,
+        "num_pairs": verification.num_pairs if verification else 0,
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_command(
@@ -132,9 +236,19 @@ def register(app: typer.Typer) -> None:
             "--pairs-per-fold",
             help="Generated pairs per fold, half matched, half unmatched (paper: 10,000).",
         ),
+        dataset: Path | None = typer.Option(
+            None,
+            "--dataset",
+            help="The dataset the embeddings were made from (before or after `mfr align`): "
+            "end-to-end figures, every masked probe of it without embedding is a miss.",
+        ),
     ) -> None:
         """Evaluate embeddings: masked-to-full retrieval (CMC Rank-1/5/10, mAP) and 10-fold
         masked-vs-full verification (accuracy, TAR@FAR, ROC AUC).
+
+        With --dataset DIR the figures are end to end: a masked probe of DIR that was not
+        aligned or embedded is a miss (no rank, AP 0, "different" in verification);
+        `failed_probes` counts them and `embedded_only` keeps the figures over embedded faces.
 
         Without --pairs, pairs are generated (10 folds of matched + unmatched masked-vs-full
         pairs from --seed) and written beside the JSON (or EMB) as <stem>.pairs.csv.
@@ -152,6 +266,7 @@ def register(app: typer.Typer) -> None:
             seed,
             pairs_per_fold,
             log=lambda m: err.print(m, markup=False, highlight=False),
+            dataset=dataset,
         )
         Console().print(render_table(report, title=f"mfr eval: {embeddings.name}"))
         if report.get("pairs_source") == "generated" and report.get("pairs_file"):

@@ -87,7 +87,10 @@ def render_table(report: dict, title: str = "mfr eval"):
         ("TAR@FAR=1e-2", fmt("tar_at_far_1e-2")),
         ("TAR@FAR=1e-3", fmt("tar_at_far_1e-3")),
         ("ROC AUC", fmt("roc_auc")),
-        ("probes (masked) evaluated", fmt("num_probes")),
+        (
+            "probes (masked) evaluated" + (" end to end" if report.get("end_to_end") else ""),
+            fmt("num_probes"),
+        ),
         ("probes skipped (no gallery identity)", fmt("skipped_probes")),
         ("gallery (full face)", fmt("num_gallery")),
         (
@@ -96,6 +99,20 @@ def render_table(report: dict, title: str = "mfr eval"):
             f"({report.get('num_matched_pairs', 0)} / {report.get('num_unmatched_pairs', 0)})",
         ),
     ]
+    embedded = report.get("embedded_only")
+    if report.get("end_to_end") and embedded:
+        rows.append(("probes not aligned or embedded (misses)", fmt("failed_probes")))
+
+        def inner(key: str) -> str:
+            value = embedded.get(key)
+            return "n/a" if value is None else f"{value:.2f}%"
+
+        rows.append(
+            (
+                f"embedded only ({embedded['num_probes']} probes): Rank-1 / mAP / accuracy",
+                f"{inner('rank1')} / {inner('mAP')} / {inner('accuracy')}",
+            )
+        )
     for name, value in rows:
         table.add_row(name, value)
     return table

@@ -184,3 +184,15 @@ def evaluate_retrieval(embeddings: Embeddings, chunk_size: int = 1024) -> Retrie
         embeddings.identities[gallery],
         chunk_size=chunk_size,
     )
+
+
+def with_missed_probes(result: RetrievalResult, missed: int) -> RetrievalResult:
+    """End-to-end retrieval: ``result`` plus ``missed`` probes that could not be aligned or
+    embedded, each a miss (no rank: it never enters the CMC; AP 0). ``num_probes`` counts
+    them; CMC and mAP are over all probes."""
+    if missed < 0:
+        raise ValueError(f"missed must be >= 0, got {missed}")
+    total = result.num_probes + missed
+    cmc = result.cmc * (result.num_probes / total) if total else result.cmc
+    ap = np.r_[result.average_precision, np.zeros(missed)]
+    return RetrievalResult(cmc, ap, total, result.num_gallery, result.skipped_probes)

@@ -118,6 +118,17 @@ class Prepared:
             (target / MARKER).touch()
         return target
 
+    def source(self, dataset: str) -> Path:
+        """The ``celeba``, ``mfr2`` or ``rmfrd`` images before alignment (end-to-end
+        evaluation counts the faces ``mfr align`` could not align)."""
+        relative = {"celeba": self.config.celeba, "mfr2": self.config.mfr2,
+                    "rmfrd": self.config.rmfrd}[dataset]  # fmt: skip
+        if relative is None:
+            raise MfrError(f"dataset {dataset!r} is switched off in the experiment config")
+        if dataset == "rmfrd":
+            return self._rmfrd_source(self._shared(relative))[1]
+        return self._shared(relative)
+
     def has_celeba(self) -> bool:
         return self.config.celeba is not None and self._shared(self.config.celeba).is_dir()
 

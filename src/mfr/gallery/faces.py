@@ -1,8 +1,10 @@
 """Turn an input image into an aligned crop for an embedder (enrol, identify, verify).
 
-An ordinary photo is detected and aligned by ``mfr.align.align.align_face`` (largest HOG face,
-68 landmarks, ArcFace 5-point template; a checked tight-crop fallback for face crops HOG
-misses). With several faces the largest is used and a note says so.
+An ordinary photo is detected and aligned by ``mfr.align.align.align_face`` (the largest
+face, 68 landmarks, ArcFace 5-point template). With several faces the largest is used and a
+note says so. An image taken as an aligned crop (``aligned=True``, or auto and 112 x 112) is
+checked by ``mfr.align.align.check_aligned``: it must hold an upright face on the template,
+else "no face found" (a blank or noise image is never embedded).
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ def prepare_face(
     image: np.ndarray, aligned: bool | None = None, where: str = "image"
 ) -> PreparedFace:
     """An aligned crop from ``image``: as is when ``aligned`` (or auto and
-    :func:`looks_aligned`), otherwise detected and aligned by :func:`align_photo`."""
+    :func:`looks_aligned`) and it passes ``check_aligned``, otherwise detected and aligned by
+    :func:`align_photo`. Raises ``MfrError`` ("<where>: no face found ...")."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise MfrError(
@@ -62,5 +65,11 @@ def prepare_face(
         height, width = image.shape[:2]
         if min(height, width) < MIN_CROP_SIDE:
             raise MfrError(f"{where}: image too small ({width}x{height} px, need {MIN_CROP_SIDE})")
+        from mfr.align.align import FaceNotFound, check_aligned
+
+        try:
+            check_aligned(image)
+        except FaceNotFound as error:
+            raise MfrError(f"{where}: {error.reason}") from error
         return PreparedFace(crop=image)
     return align_photo(image, where=where)

@@ -1,0 +1,132 @@
+"""The MediaPipe detector (the default) and the checks that make an aligned crop an upright
+face or nothing: blank and noise crops are refused, rotated faces never come out upside
+down, a small face in a 24-megapixel photo is found, masked faces match their full faces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+from test_align import grace_hopper
+
+from mfr.align.align import FaceNotFound, align_face, check_aligned, misaligned
+from mfr.align.detect import detect_face
+from mfr.align.similarity import arcface_template, five_points
+from mfr.errors import MfrError
+from mfr.gallery.faces import prepare_face
+
+
+def _lfw(data_dir, names=("Aaron_Eckhart", "Serena_Williams", "Colin_Powell")):
+    folder = data_dir / "lfw" / "images"
+    return [np.asarray(Image.open(folder / n / f"{n}_0001.jpg").convert("RGB")) for n in names]
+
+
+def test_blank_and_noise_crops_are_refused_as_aligned_faces(rng):
+    crops = [np.full((112, 112, 3), value, np.uint8) for value in (0, 128, 255)]
+    crops += [rng.integers(0, 256, (112, 112, 3), dtype=np.uint8) for _ in range(5)]
+    for crop in crops:
+        with pytest.raises(FaceNotFound) as error:
+            check_aligned(crop)
+        assert error.value.reason.startswith("no face found")
+        # the auto rule (a 112 x 112 image is taken as aligned) and aligned=True both check
+        for aligned in (None, True):
+            with pytest.raises(MfrError, match="no face found"):
+                prepare_face(crop, aligned=aligned, where="blank.png")
+
+
+def test_a_real_aligned_crop_passes_and_its_upside_down_copy_does_not():
+    face = align_face(grace_hopper(200))
+    check_aligned(face.image)
+    with pytest.raises(FaceNotFound):
+        check_aligned(np.ascontiguousarray(face.image[::-1, ::-1]))
+    assert prepare_face(face.image).crop is face.image
+
+
+def test_misaligned_names_landmarks_that_are_no_upright_face():
+    points = np.zeros((68, 2), np.float32)
+    template = arcface_template(112)
+    points[36:42], points[42:48], points[30] = template[0], template[1], template[2]
+    points[48], points[54] = template[3], template[4]
+    assert misaligned(points) is None
+    assert misaligned(points[:, ::-1] * [1, -1] + [0, 112]) is not None  # turned 90 degrees
+    flipped = points.copy()
+    flipped[:, 1] = 112 - flipped[:, 1]  # upside down
+    assert misaligned(flipped) is not None
+
+
+def test_rotated_faces_are_aligned_upright_or_refused_never_upside_down(data_dir):
+    aligned_rotations = 0
+    for image in [grace_hopper(200), *_lfw(data_dir)]:
+        reference = align_face(image)
+        upright = reference.image.astype(np.float32)
+        for turns in (1, 2, 3):  # 90, 180, 270 degrees
+            turned = np.ascontiguousarray(np.rot90(image, k=turns))
+            try:
+                face = align_face(turned)
+            except FaceNotFound:
+                continue
+            aligned_rotations += 1
+            crop = face.image.astype(np.float32)
+            same = np.abs(crop - upright).mean()
+            upside_down = np.abs(crop - upright[::-1, ::-1]).mean()
+            assert same < upside_down, (turns, same, upside_down)
+            eyes = five_points(face.landmarks68)[:2] - five_points(reference.landmarks68)[:2]
+            assert (
+                np.linalg.norm(eyes, axis=1).max() < 0.25 * 35
+            )  # inter-ocular ~35 px; upside down is ~35
+            assert misaligned(face.landmarks68) is None
+    assert aligned_rotations >= 6  # the rotation search brings most turned faces back
+
+
+def test_a_small_face_in_a_24_megapixel_photo_is_found(rng):
+    import cv2
+
+    face = grace_hopper(80)  # the face itself is ~45 px wide
+    height, width = 4000, 6000
+    photo = cv2.resize(
+        rng.integers(60, 200, (40, 60, 3), dtype=np.uint8), (width, height), cv2.INTER_CUBIC
+    )
+    top, left = 2710, 4130
+    photo[top : top + face.shape[0], left : left + face.shape[1]] = face
+    reference = detect_face(face)
+    detection = detect_face(photo)
+    box = np.array(detection.box) - [left, top, left, top]
+    assert np.abs(box - np.array(reference.box)).max() < 8, (box, reference.box)
+    interocular = np.linalg.norm(
+        reference.landmarks68[36:42].mean(0) - reference.landmarks68[42:48].mean(0)
+    )
+    shift = np.linalg.norm(
+        five_points(detection.landmarks68 - [left, top]) - five_points(reference.landmarks68),
+        axis=1,
+    )
+    assert shift.max() < 0.15 * interocular
+
+
+def test_masked_face_and_its_full_face_get_the_same_eyes(data_dir):
+    import cv2
+
+    for image in _lfw(data_dir):
+        full = detect_face(image, pick="central")
+        points = detect_face(image, pick="central", detector="dlib").landmarks68
+        masked = image.copy()
+        polygon = np.vstack([points[1:16], points[29:30]]).astype(np.int32)
+        cv2.fillPoly(masked, [cv2.convexHull(polygon)], (235, 235, 240))
+        covered = detect_face(masked, pick="central")
+        eyes = five_points(full.landmarks68)[:2]
+        interocular = np.linalg.norm(eyes[1] - eyes[0])
+        shift = np.linalg.norm(five_points(covered.landmarks68)[:2] - eyes, axis=1)
+        assert shift.max() < 0.1 * interocular, shift / interocular
+
+
+def test_mesh_landmarks_agree_with_dlib_on_unmasked_faces(data_dir):
+    for image in _lfw(data_dir):
+        ours = detect_face(image, pick="central").landmarks68
+        dlib = detect_face(image, pick="central", detector="dlib").landmarks68
+        interocular = np.linalg.norm(dlib[36:42].mean(0) - dlib[42:48].mean(0))
+        error = np.linalg.norm(ours - dlib, axis=1) / interocular
+        assert np.median(error) < 0.1 and error[17:].mean() < 0.12, error
+
+
+def test_unknown_detector_is_refused():
+    with pytest.raises(ValueError, match="detector"):
+        detect_face(grace_hopper(200), detector="hog")
