@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -67,3 +69,69 @@ def test_one_identity_gives_a_zero_width_interval():
 def test_bad_bootstrap_arguments_raise_clear_errors(first_rank, ap, ids, n, message):
     with pytest.raises(MfrError, match=message):
         bootstrap_intervals(np.array(first_rank), np.array(ap), np.array(ids), n)
+
+
+def _write_embeddings(path, rng, ids_full, ids_masked):
+    vectors = rng.standard_normal((len(ids_full) + len(ids_masked), 8)).astype(np.float32)
+    ids = np.array([*ids_full, *ids_masked])
+    domains = np.array([0] * len(ids_full) + [1] * len(ids_masked), np.uint8)
+    paths = np.array([f"{i}/{'masked/' * d}{n}.png" for n, (i, d) in enumerate(zip(ids, domains))])
+    np.savez(path, embeddings=vectors, identities=ids, domains=domains, paths=paths)
+    return vectors, ids, domains
+
+
+def _naive_first_ranks(vectors, ids, domains):
+    """Per probe, by a plain loop: 0-based rank of its first true match, its AP, its id."""
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    gallery = np.flatnonzero(domains == 0)
+    first, aps, probe_ids = [], [], []
+    for p in np.flatnonzero(domains == 1):
+        order = gallery[np.argsort(-(unit[gallery] @ unit[p]), kind="stable")]
+        hits = np.flatnonzero(ids[order] == ids[p])
+        first.append(hits[0])
+        aps.append(np.mean([(n + 1) / (r + 1) for n, r in enumerate(hits)]))
+        probe_ids.append(ids[p])
+    return np.array(first), np.array(aps), np.array(probe_ids)
+
+
+def test_mfr_eval_bootstrap_writes_intervals_of_the_per_probe_ranks(tmp_path, rng):
+    from mfr.cli import main
+
+    full = [f"id{i}" for i in range(12) for _ in range(2)]
+    masked = [f"id{i}" for i in range(12) for _ in range(3)]
+    vectors, ids, domains = _write_embeddings(tmp_path / "e.npz", rng, full, masked)
+    out = tmp_path / "r.json"
+    assert main(["eval", str(tmp_path / "e.npz"), "--json", str(out), "--bootstrap", "300"]) == 0
+    report = json.loads(out.read_text())
+    first, aps, probe_ids = _naive_first_ranks(vectors, ids, domains)
+    want = bootstrap_intervals(first, aps, probe_ids, num_resamples=300, seed=0)
+    for key in ("rank1", "rank5", "rank10", "mAP"):
+        assert report[f"{key}_ci"] == pytest.approx(want[key])
+        assert report[f"{key}_ci"][0] <= report[key] <= report[f"{key}_ci"][1]
+    assert report["rank1"] == pytest.approx(100 * np.mean(first < 1))
+
+
+def test_end_to_end_bootstrap_resamples_the_probes_that_were_not_embedded(tmp_path, rng):
+    from mfr.cli import main
+
+    full = [f"id{i}" for i in range(6)]
+    masked = [f"id{i}" for i in range(6)]
+    vectors, ids, domains = _write_embeddings(tmp_path / "e.npz", rng, full, masked)
+    dataset = tmp_path / "data"
+    for n, (i, d) in enumerate(zip(ids, domains)):
+        (dataset / i / ("masked" if d else "")).mkdir(parents=True, exist_ok=True)
+        (dataset / i / ("masked" if d else "") / f"{n}.jpg").write_bytes(b"x")
+    for i in (0, 1):  # two probes that were never embedded
+        (dataset / f"id{i}" / "masked" / "lost.jpg").write_bytes(b"x")
+    out = tmp_path / "r.json"
+    argv = ["eval", str(tmp_path / "e.npz"), "--dataset", str(dataset), "--json", str(out)]
+    assert main([*argv, "--bootstrap", "200", "--seed", "4"]) == 0
+    report = json.loads(out.read_text())
+    first, aps, probe_ids = _naive_first_ranks(vectors, ids, domains)
+    first = np.r_[first, [MISS, MISS]]
+    aps = np.r_[aps, [0.0, 0.0]]
+    probe_ids = np.r_[probe_ids, ["id0", "id1"]]
+    want = bootstrap_intervals(first, aps, probe_ids, num_resamples=200, seed=4)
+    assert report["failed_probes"] == 2 and report["num_probes"] == 8
+    for key in ("rank1", "mAP"):
+        assert report[f"{key}_ci"] == pytest.approx(want[key])

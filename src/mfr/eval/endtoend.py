@@ -10,10 +10,8 @@ A source image and an embedding are the same face when identity, domain and file
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-
-import numpy as np
 
 from mfr.errors import MfrError
 from mfr.eval.embeddings import FULL, MASKED, Embeddings
@@ -32,6 +30,7 @@ class Missing:
     failed_identities: list[str]
     gallery_lost: int
     dataset_probes: int
+    gallery_lost_identities: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -62,12 +61,10 @@ def find_missing(emb: Embeddings, dataset: list[tuple[str, int, str]], name: str
     failed = sorted(
         key[0] for key in source - embedded if key[1] == MASKED and key[0] in gallery_ids
     )
-    lost = int(
-        np.count_nonzero(
-            [
-                d == MASKED and i in gallery_ids and i not in embedded_gallery
-                for i, d in zip(emb.identities, emb.domains.tolist())
-            ]
-        )
-    )
-    return Missing(failed, lost, sum(1 for _, d, _ in source if d == MASKED))
+    lost = [
+        i
+        for i, d in zip(emb.identities.tolist(), emb.domains.tolist())
+        if d == MASKED and i in gallery_ids and i not in embedded_gallery
+    ]
+    probes = sum(1 for _, d, _ in source if d == MASKED)
+    return Missing(failed, len(lost), probes, lost)

@@ -70,14 +70,19 @@ def render_table(report: dict, title: str = "mfr eval"):
             return "n/a"
         return f"{value:.2f}{unit}" if isinstance(value, float) else str(value)
 
+    def with_ci(key: str) -> str:
+        bounds = report.get(f"{key}_ci")
+        text = fmt(key)
+        return text if not bounds else f"{text} [95% CI {bounds[0]:.1f}-{bounds[1]:.1f}]"
+
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("Rank-1", fmt("rank1")),
-        ("Rank-5", fmt("rank5")),
-        ("Rank-10", fmt("rank10")),
-        ("mAP", fmt("mAP")),
+        ("Rank-1", with_ci("rank1")),
+        ("Rank-5", with_ci("rank5")),
+        ("Rank-10", with_ci("rank10")),
+        ("mAP", with_ci("mAP")),
         (
             "Verification accuracy",
             "n/a"

@@ -12,7 +12,7 @@ Probes whose identity has no gallery image are left out and counted (``skipped_p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -31,6 +31,10 @@ class RetrievalResult:
     num_probes: int  # probes evaluated (skipped ones excluded)
     num_gallery: int
     skipped_probes: int
+    # per evaluated probe (fast path only): 0-based rank of its first true match (MISS when it
+    # has none, see mfr.eval.bootstrap) and its identity; what bootstrap intervals resample
+    first_rank: np.ndarray | None = None  # int64 (num_probes,)
+    probe_ids: np.ndarray | None = None  # (num_probes,)
 
     def rank(self, k: int) -> float:
         """CMC Rank-k as a fraction in [0, 1]; k beyond the gallery size counts all of it."""
@@ -144,7 +148,10 @@ def retrieval_metrics(
     # renumber valid probes 0..len(valid)-1 (skipped probes have no matches at all)
     renumber = np.full(num_probes, -1)
     renumber[valid] = np.arange(len(valid))
-    return _result_from_ranks(renumber[match_probe], ranks, len(valid), num_gallery, skipped)
+    result = _result_from_ranks(renumber[match_probe], ranks, len(valid), num_gallery, skipped)
+    first = np.full(len(valid), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, renumber[match_probe], ranks)
+    return replace(result, first_rank=first, probe_ids=np.asarray(probe_ids)[valid])
 
 
 def retrieval_reference(similarity: np.ndarray, probe_ids, gallery_ids) -> RetrievalResult:
@@ -186,13 +193,22 @@ def evaluate_retrieval(embeddings: Embeddings, chunk_size: int = 1024) -> Retrie
     )
 
 
-def with_missed_probes(result: RetrievalResult, missed: int) -> RetrievalResult:
+def with_missed_probes(
+    result: RetrievalResult, missed: int, missed_ids: list[str] | None = None
+) -> RetrievalResult:
     """End-to-end retrieval: ``result`` plus ``missed`` probes that could not be aligned or
     embedded, each a miss (no rank: it never enters the CMC; AP 0). ``num_probes`` counts
-    them; CMC and mAP are over all probes."""
+    them; CMC and mAP are over all probes. ``missed_ids`` (their identities) keeps the
+    per-probe arrays that bootstrap intervals need."""
     if missed < 0:
         raise ValueError(f"missed must be >= 0, got {missed}")
     total = result.num_probes + missed
     cmc = result.cmc * (result.num_probes / total) if total else result.cmc
     ap = np.r_[result.average_precision, np.zeros(missed)]
-    return RetrievalResult(cmc, ap, total, result.num_gallery, result.skipped_probes)
+    first_rank = probe_ids = None
+    if result.first_rank is not None and missed_ids is not None and len(missed_ids) == missed:
+        first_rank = np.r_[result.first_rank, np.full(missed, np.iinfo(np.int64).max)]
+        probe_ids = np.r_[result.probe_ids.astype(str), np.asarray(missed_ids, dtype=str)]
+    return RetrievalResult(
+        cmc, ap, total, result.num_gallery, result.skipped_probes, first_rank, probe_ids
+    )
