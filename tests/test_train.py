@@ -9,7 +9,7 @@ import torch
 from _train_data import make_dataset, tiny_overrides
 
 from mfr.cli import main
-from mfr.errors import CheckpointError, MfrError
+from mfr.errors import CheckpointError, ConfigError, MfrError
 from mfr.train.checkpoint import load_embedding_model, read_checkpoint
 from mfr.train.config import TrainConfig, apply_overrides
 from mfr.train.recognizer import train
@@ -215,3 +215,29 @@ def test_head_lr_is_the_learning_rate_of_the_loss_parameters_only(tmp_path):
     assert head_group["lr"] / backbone_group["lr"] == pytest.approx(500)  # both decay alike
     loss_state = read_checkpoint(tmp_path / "run/final.pt")["loss_state"]
     assert len(head_group["params"]) == sum(1 for k in loss_state if k.startswith("fc."))
+
+
+def test_grad_clip_bounds_the_global_gradient_norm_at_every_optimizer_step(tmp_path, monkeypatch):
+    data = make_dataset(tmp_path / "data")
+    seen = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        grads = [p.grad for group in self.param_groups for p in group["params"]
+                 if p.grad is not None]  # fmt: skip
+        seen.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    train(_config(data, steps=3, checkpoint_every=0), tmp_path / "free", log=lambda _: None)
+    unclipped, seen[:] = list(seen), []
+    limit = min(unclipped) / 10
+    train(_config(data, steps=3, checkpoint_every=0, grad_clip=limit), tmp_path / "clipped",
+          log=lambda _: None)  # fmt: skip
+    assert len(seen) == 3 and all(norm <= limit * 1.001 for norm in seen)
+    assert seen[0] == pytest.approx(limit, rel=1e-3)  # rescaled to the limit, not zeroed
+
+
+def test_grad_clip_must_not_be_negative(tmp_path):
+    with pytest.raises(ConfigError, match="grad_clip"):
+        _config(tmp_path, grad_clip=-1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,9 @@ class Cell:
     # no training, a built-in model: "dlib" (the off-the-shelf descriptor) or "dlib-resnet"
     # (dlib's weights behind mfr's fixed chip, on the aligned crops)
     baseline: str | None = None
+    # trained with distillation towards a teacher (the experiment config's ``distill``): a
+    # row of its own ("<row>+distill"), so that the paper's losses are also compared without
+    distill: bool = False
 
     @property
     def key(self) -> str:
@@ -96,8 +100,20 @@ def _table4(masked_source: str) -> list[Cell]:
     return [Cell("table4", row, "dcr", masked_source, options) for row, options in rows]
 
 
-def table_cells(table: str, masked_source: str = "template", seeds: tuple[int, ...] = (0,)):
-    """The cells of ``table`` (table1..table4); every cell repeated for each seed."""
+DISTILL_SUFFIX = "+distill"
+
+
+def table_cells(
+    table: str,
+    masked_source: str = "template",
+    seeds: tuple[int, ...] = (0,),
+    distill: bool = False,
+):
+    """The cells of ``table`` (table1..table4); every cell repeated for each seed.
+
+    With ``distill``, every trained row is followed by its twin trained with distillation
+    (row label + ``+distill``, ``Cell.distill`` True); the baselines are not repeated.
+    """
     builders = {
         "table1": lambda: _table1(masked_source),
         "table2": _table2,
@@ -107,20 +123,20 @@ def table_cells(table: str, masked_source: str = "template", seeds: tuple[int, .
     if table not in builders:
         raise MfrError(f"unknown table {table!r}: choose one of {', '.join(builders)}")
     cells = builders[table]()
+    if distill:
+        cells = [
+            twin
+            for cell in cells
+            for twin in (
+                [cell]
+                if cell.baseline
+                else [cell, dataclasses.replace(cell, row=cell.row + DISTILL_SUFFIX, distill=True)]
+            )
+        ]
     out = []
     for seed in seeds:
         for cell in cells:
             if cell.baseline and seed != seeds[0]:
                 continue
-            out.append(
-                Cell(
-                    cell.table,
-                    cell.row,
-                    cell.loss,
-                    cell.source,
-                    cell.loss_options,
-                    seed,
-                    cell.baseline,
-                )  # fmt: skip
-            )
+            out.append(dataclasses.replace(cell, seed=seed))
     return out

@@ -26,6 +26,11 @@ class ExperimentConfig:
     lfw_limit: int = 0  # > 0: only this many LFW identities (those with most images first)
     lfw_max_per_identity: int = 0  # > 0: at most this many images of each LFW identity
     heldout_identities: int = 100  # LFW identities kept out for the synthetic-mask test
+    heldout_sources: list[str] = field(default_factory=lambda: ["lfw"])  # + "celeba"
+    heldout_max_images: int = 0  # > 0: at most this many images of a held-out identity
+    # > 0: the first N full faces of a held-out identity are its gallery and the masked twins
+    # of the rest its probes; 0: even-numbered images are probes, odd-numbered ones gallery
+    heldout_gallery_images: int = 0
     masked_source: str = "template"  # generated masks of Table 1 and Table 4
     gan_checkpoints: dict[str, str] = field(default_factory=dict)  # source -> IAMGAN checkpoint
     seeds: list[int] = field(default_factory=lambda: [0])
@@ -33,6 +38,11 @@ class ExperimentConfig:
     size: int = 112  # alignment size; training resizes to train.input_size
     workers: int = 2
     train: dict[str, Any] = field(default_factory=dict)  # recognizer config overrides
+    # the tables (e.g. [table1]) whose trained rows get a "+distill" twin trained with
+    # ``distill`` (the recognizer's distill mapping, e.g. {teacher: dlib-resnet})
+    distill_tables: list[str] = field(default_factory=list)
+    distill: dict[str, Any] = field(default_factory=dict)
+    bootstrap: int = 0  # > 0: identity resamples of each test's 95 % intervals (mfr eval)
     # the demo's masked-face model (mfr.experiments.model_build.BuildOptions fields: steps,
     # head_warmup_steps, name, ...); empty: the demo builds none
     model_build: dict[str, Any] = field(default_factory=dict)
@@ -63,4 +73,9 @@ def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> Exper
         raise ConfigError(f"{path}: {error}") from None
     if not isinstance(config.train, dict):
         raise ConfigError(f"{path}: option 'train' must be a mapping of recognizer options")
+    if config.distill_tables and not config.distill.get("teacher"):
+        raise ConfigError(f"{path}: option 'distill_tables' needs 'distill' with a teacher")
+    unknown_sources = sorted(set(config.heldout_sources) - {"lfw", "celeba"})
+    if unknown_sources:
+        raise ConfigError(f"{path}: heldout_sources: unknown {', '.join(unknown_sources)}")
     return config

@@ -161,25 +161,34 @@ class Prepared:
         return None if any(f is None for f in folders) else folders
 
     # -- splits -----------------------------------------------------------------------------
-    def _lfw_identities(self) -> dict[str, list[str]]:
+    def _lfw_identities(self, dataset: str = "lfw") -> dict[str, list[str]]:
+        """Full-face file names (sorted) of each identity of the aligned ``dataset``."""
         from mfr.data.dataset import load_index
 
-        index = load_index(self.aligned("lfw"))
+        index = load_index(self.aligned(dataset))
         images: dict[str, list[str]] = {}
         for path, identity, domain in zip(index.paths, index.identities, index.domains):
             if int(domain) == 0:
                 images.setdefault(identity, []).append(Path(path).name)
         return {name: sorted(files) for name, files in images.items()}
 
-    def heldout(self) -> list[str]:
-        """LFW identities with >= 3 aligned images, chosen by a stable hash, never trained on."""
+    def _heldout_pairs(self) -> list[tuple[str, str]]:
+        """(dataset, identity) held out: >= 3 aligned images, never an MFR2-overlap identity,
+        the first ``heldout_identities`` by a stable hash of the name over ``heldout_sources``."""
         excluded = self.mfr2_overlap()
         candidates = [
-            name
-            for name, files in self._lfw_identities().items()
+            (dataset, name)
+            for dataset in self.config.heldout_sources
+            if dataset == "lfw" or self.has_celeba()
+            for name, files in self._lfw_identities(dataset).items()
             if len(files) >= 3 and name not in excluded
         ]
-        return sorted(sorted(candidates, key=_stable_order)[: self.config.heldout_identities])
+        candidates.sort(key=lambda item: (_stable_order(item[1]), item[0]))
+        return sorted(candidates[: self.config.heldout_identities])
+
+    def heldout(self) -> list[str]:
+        """Identities with >= 3 aligned images, chosen by a stable hash, never trained on."""
+        return sorted({name for _, name in self._heldout_pairs()})
 
     def mfr2_overlap(self) -> set[str]:
         path = self._shared(self.config.exclude)
@@ -199,17 +208,39 @@ class Prepared:
         return target
 
     def synthetic_test(self, method: str) -> Path:
-        """Manifest of held-out identities: masked twins of even images as probes, odd full."""
-        masked = self.masked("lfw", method)
-        identities = self._lfw_identities()
-        target = self.root / "splits" / f"{self.lfw_name()}-heldout-{method}.csv"
+        """Manifest of the held-out identities' test: masked twins (``method``) as probes,
+        full faces as gallery (see ``heldout_gallery_images``)."""
+        config = self.config
+        pairs = self._heldout_pairs()
+        tag = ""
+        if (
+            config.heldout_sources != ["lfw"]
+            or config.heldout_max_images
+            or (config.heldout_gallery_images)
+        ):
+            tag = (f"-{'+'.join(config.heldout_sources)}-h{config.heldout_identities}"
+                   f"-max{config.heldout_max_images}-g{config.heldout_gallery_images}")  # fmt: skip
+        target = self.root / "splits" / f"{self.lfw_name()}-heldout{tag}-{method}.csv"
         with atomic_write(target, "w") as handle:
             writer = csv.writer(handle)
             writer.writerow(["path", "identity", "domain"])
-            for name in self.heldout():
-                for position, file in enumerate(identities[name]):
-                    if position % 2 == 0:
-                        writer.writerow([str((masked / name / "masked" / file).resolve()), name, 1])
-                    else:
-                        writer.writerow([str((masked / name / file).resolve()), name, 0])
+            for dataset in dict.fromkeys(d for d, _ in pairs):
+                masked, identities = self.masked(dataset, method), self._lfw_identities(dataset)
+                for _, name in (p for p in pairs if p[0] == dataset):
+                    for row in heldout_rows(identities[name], config):
+                        file, probe = row
+                        path = masked / name / "masked" / file if probe else masked / name / file
+                        writer.writerow([str(path.resolve()), name, int(probe)])
         return target
+
+
+def heldout_rows(files: list[str], config: ExperimentConfig) -> list[tuple[str, bool]]:
+    """(file, is_probe) of one held-out identity's sorted full-face ``files``: at most
+    ``heldout_max_images``; the first ``heldout_gallery_images`` are gallery and the rest
+    probes, or (0) even positions probes and odd ones gallery."""
+    if config.heldout_max_images > 0:
+        files = files[: config.heldout_max_images]
+    gallery = config.heldout_gallery_images
+    if gallery > 0:
+        return [(file, position >= gallery) for position, file in enumerate(files)]
+    return [(file, position % 2 == 0) for position, file in enumerate(files)]

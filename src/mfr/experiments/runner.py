@@ -20,28 +20,39 @@ from mfr.io import atomic_write
 
 METRICS = ("accuracy", "rank1", "rank5", "rank10", "mAP")
 MFR2_INPUT = "aligned, end to end"  # tag of the mfr2-dev test; other results are re-tested
+CI_KEYS = ("rank1_ci", "rank5_ci", "rank10_ci", "mAP_ci")  # mfr eval --bootstrap
 
 
 def _evaluate(
-    embeddings: Path, json_out: Path, log: Callable[[str], None], source: Path | None = None
+    embeddings: Path,
+    json_out: Path,
+    log: Callable[[str], None],
+    source: Path | None = None,
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
     from mfr.commands.eval import run_eval
 
-    return run_eval(embeddings, json_out=json_out, log=log, dataset=source)
+    return run_eval(embeddings, json_out=json_out, log=log, dataset=source, bootstrap=bootstrap)
 
 
 def _embed_and_eval(
-    model: str, dataset: Path, out: Path, name: str, log, source: Path | None = None
+    model: str,
+    dataset: Path,
+    out: Path,
+    name: str,
+    log,
+    source: Path | None = None,
+    bootstrap: int = 0,
 ) -> dict[str, Any]:
     """Embed ``dataset`` and evaluate; with ``source`` (the dataset before alignment) the
     figures are end to end (a masked probe that was not aligned is a miss)."""
     embeddings = out / f"{name}.npz"
     if not embeddings.is_file():
         _run_cli(["embed", dataset, "--model", model, "--out", embeddings])
-    report = _evaluate(embeddings, out / f"{name}.json", log, source)
+    report = _evaluate(embeddings, out / f"{name}.json", log, source, bootstrap)
     return {key: report.get(key) for key in (*METRICS, "accuracy_std", "num_probes",
             "num_gallery", "num_pairs", "skipped_probes", "cmc_top20", "end_to_end",
-            "failed_probes", "embedded_only")}  # fmt: skip
+            "failed_probes", "embedded_only", *CI_KEYS) if key in report}  # fmt: skip
 
 
 def _test_mfr2(model: str, prepared: Prepared, out: Path, log) -> dict:
@@ -49,16 +60,23 @@ def _test_mfr2(model: str, prepared: Prepared, out: Path, log) -> dict:
     (dlib on the raw crops framed its masked faces badly: Rank-1 48.1 instead of 74.3), and
     every masked probe that could not be aligned counts as a miss (end to end)."""
     source = prepared.source("mfr2")
+    bootstrap = prepared.config.bootstrap
     return {
-        **_embed_and_eval(model, prepared.aligned("mfr2"), out, "mfr2", log, source=source),
+        **_embed_and_eval(model, prepared.aligned("mfr2"), out, "mfr2", log, source, bootstrap),
         "input": MFR2_INPUT,
     }
+
+
+def _test_rmfrd(model: str, prepared: Prepared, out: Path, log) -> dict:
+    """Embed and evaluate rmfrd-dev end to end (a masked probe not aligned is a miss)."""
+    source, bootstrap = prepared.source("rmfrd"), prepared.config.bootstrap
+    return _embed_and_eval(model, prepared.aligned("rmfrd"), out, "rmfrd", log, source, bootstrap)
 
 
 def _test_synthetic(model: str, cell: Cell, prepared: Prepared, out: Path, log) -> dict:
     """Embed and evaluate the cell's held-out synthetic-mask test, tagged with its method."""
     report = _embed_and_eval(model, prepared.synthetic_test(cell.synthetic_test_method), out,
-                             "synthetic", log)  # fmt: skip
+                             "synthetic", log, bootstrap=prepared.config.bootstrap)  # fmt: skip
     return {**report, "method": cell.synthetic_test_method}
 
 
@@ -84,13 +102,17 @@ def train_config_for(cell: Cell, config: ExperimentConfig, prepared: Prepared):
         exclude=[str(prepared.train_exclude_file())],
         domains="full" if cell.source is None else "both",
     )
+    if cell.distill:
+        distill = {"cache": str(Path(config.data_dir).parent / "teacher-cache"), **config.distill}
+        values["distill"] = {**values.get("distill", {}), **distill}
     return config_from_dict(values, f"cell {cell.table}/{cell.row}")
 
 
 def _training_spec(values: dict[str, Any]) -> tuple:
     """What decides a cell's training and tests (its table and row label do not)."""
     return (values.get("loss"), values.get("source"), json.dumps(values.get("loss_options") or {},
-            sort_keys=True), values.get("seed"), values.get("baseline"))  # fmt: skip
+            sort_keys=True), values.get("seed"), values.get("baseline"),
+            bool(values.get("distill")))  # fmt: skip
 
 
 def find_finished_twin(cell: Cell, out_dir: Path) -> Path | None:
@@ -106,6 +128,7 @@ def find_finished_twin(cell: Cell, out_dir: Path) -> Path | None:
             "loss_options": cell.loss_options,
             "seed": cell.seed,
             "baseline": cell.baseline,
+            "distill": cell.distill,
         }
     )
     for path in sorted(out_dir.glob("*/*/result.json")):
@@ -142,10 +165,12 @@ def run_cell(
     result: dict[str, Any] = {
         "table": cell.table, "row": cell.row, "loss": cell.loss, "source": cell.source,
         "seed": cell.seed, "loss_options": cell.loss_options, "baseline": cell.baseline,
+        "distill": cell.distill,
     }  # fmt: skip
     if twin is not None:
         shared = json.loads(twin.read_text())
-        result.update({k: shared[k] for k in ("mfr2", "synthetic", "status") if k in shared})
+        result.update({k: shared[k] for k in ("mfr2", "synthetic", "rmfrd", "status")
+                       if k in shared})  # fmt: skip
         result["shared_with"] = str(twin.parent)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
         if _stale_tests(result, cell):
@@ -173,6 +198,8 @@ def run_cell(
         result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["mfr2"] = _test_mfr2(model, prepared, out, log)
     result["synthetic"] = _test_synthetic(model, cell, prepared, out, log)
+    if config.rmfrd:
+        result["rmfrd"] = _test_rmfrd(model, prepared, out, log)
     result["status"] = "done"
     result["seconds"] = round(time.perf_counter() - started, 1)
     return _save(result, out)
@@ -211,15 +238,17 @@ def _retest(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dic
 
 def run_table(table: str, config: ExperimentConfig, out_dir: Path, log=print) -> list[dict]:
     """Run (or resume) every cell of ``table``; writes its CSV, markdown and CMC plot."""
-    from mfr.experiments.tables import write_table
+    from mfr.experiments.tables import RMFRD, TESTS, write_table
 
+    tests = [*TESTS, RMFRD] if config.rmfrd else TESTS
     seeds = list(config.seeds)
     if table in config.second_seed_tables and len(seeds) == 1:
         seeds.append(seeds[0] + 1)
     prepared = Prepared(config, log)
     results = []
-    for cell in table_cells(table, config.masked_source, tuple(seeds)):
+    distill = table in config.distill_tables
+    for cell in table_cells(table, config.masked_source, tuple(seeds), distill):
         twin = find_finished_twin(cell, out_dir)
         results.append(run_cell(cell, config, prepared, out_dir / table / cell.key, log, twin))
-        write_table(table, results, out_dir / table)
+        write_table(table, results, out_dir / table, tests)
     return results

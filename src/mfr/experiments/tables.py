@@ -35,6 +35,14 @@ def markdown_table(results: list[dict], tests=TESTS) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _has_spread(results: list[dict], tests) -> bool:
+    """Several seeds of a row, or bootstrap intervals: worth a summary over seeds."""
+    rows = [r["row"] for r in results if r.get("status") == "done"]
+    with_ci = any(f"{key}_ci" in (r.get(test) or {}) for r in results for test, _ in tests
+                  for _, key in COLUMNS)  # fmt: skip
+    return len(rows) > len(set(rows)) or with_ci
+
+
 def write_table(table: str, results: list[dict], out_dir: Path, tests=TESTS) -> None:
     """Write ``<table>.csv``, ``<table>.md`` and ``<table>-cmc.png`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -50,8 +58,16 @@ def write_table(table: str, results: list[dict], out_dir: Path, tests=TESTS) -> 
         writer.writerow(row)
     with atomic_write(out_dir / f"{table}.csv", "w") as handle:
         handle.write(buffer.getvalue())
+    text = f"## {table}\n\n" + markdown_table(results, tests)
+    if _has_spread(results, tests):
+        from mfr.experiments.readings import SPREAD_NOTE, reading, summary_table
+
+        text += f"\n### Over seeds\n\n{SPREAD_NOTE}\n\n" + summary_table(results, tests)
+        lines = reading(table, results, tests)
+        if lines:
+            text += "\n### Reading (Rank-1)\n\n" + "\n".join(lines) + "\n"
     with atomic_write(out_dir / f"{table}.md", "w") as handle:
-        handle.write(f"## {table}\n\n" + markdown_table(results, tests))
+        handle.write(text)
     curves = {
         f"{r['row']} (s{r.get('seed', 0)})": r["mfr2"]["cmc_top20"]
         for r in results

@@ -54,6 +54,9 @@ class TrainConfig:
     # backbone is frozen (no gradient, eval mode) while the new head learns
     head_lr: float | None = None
     head_warmup_steps: int = 0
+    # > 0: clip the gradient of all trained parameters to this global L2 norm each step
+    # (keeps the first backbone steps after the warm-up from wrecking pretrained weights)
+    grad_clip: float = 0.0
     seed: int = 0
     # speed
     device: str = "auto"  # auto | cpu | cuda
@@ -86,6 +89,7 @@ class TrainConfig:
                 "head_warmup_steps",
                 "must be >= 0 and below steps",
             ),
+            (self.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)"),
             (0.0 <= self.flip <= 1.0, "flip", "must be a probability"),
             (self.workers >= 0, "workers", "must be >= 0"),
             (self.device in ("auto", "cpu", "cuda"), "device", "must be auto, cpu or cuda"),

@@ -5,7 +5,8 @@ Backbone + loss (by name) trained with Adam on P x K batches; the learning rate 
 Fine-tuning a pretrained backbone: ``head_lr`` gives the loss's parameters (the new classifier
 head) a learning rate of their own, and for the first ``head_warmup_steps`` steps the backbone
 is frozen — run without gradient in eval mode, so neither its weights nor its buffers change —
-while the head learns from the pretrained features.
+while the head learns from the pretrained features; ``grad_clip`` > 0 rescales each step's
+gradient to at most that global L2 norm (``torch.nn.utils.clip_grad_norm_``).
 Outputs in the run folder: ``metrics.jsonl`` (one JSON object per log / validation event),
 ``last.pt`` (every ``checkpoint_every`` steps and at the end) and ``final.pt``, all written
 atomically by rank 0. ``resume=True`` continues from ``last.pt`` bit-identically on CPU: the
@@ -325,6 +326,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         loss, features = trained(images, labels, domains, teacher, step, frozen)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
         optimizer.step()
         step_lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
