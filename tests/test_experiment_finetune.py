@@ -1,0 +1,249 @@
+"""The fine-tuning scale (issue 19): its cells, its held-out test and its table readings.
+
+The frozen-head warm-up (backbone unchanged for its steps) is proved in tests/test_train.py
+(test_head_warmup_leaves_the_backbone_unchanged_then_fine_tunes_it); gradient clipping in
+tests/test_train.py (test_grad_clip_bounds_the_global_gradient_norm_at_every_optimizer_step).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+from _train_data import make_dataset
+
+from mfr.errors import ConfigError
+from mfr.experiments import runner
+from mfr.experiments.cells import LOSS_LABELS
+from mfr.experiments.config import ExperimentConfig, load_experiment_config
+from mfr.experiments.prepare import MARKER, Prepared
+from mfr.experiments.readings import claims, difference_interval, reading, row_stats, verdict
+
+
+class _Sources:
+    """What ``train_config_for`` reads of the prepared data: folder names only."""
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def training_sources(self, source):
+        return [self.root / f"lfw-112-{source or 'full'}", self.root / f"celeba-112-{source}"]
+
+    def train_exclude_file(self):
+        return self.root / "exclude.txt"
+
+
+def _run_table_cells(table: str, config: ExperimentConfig, tmp_path, monkeypatch):
+    """The cells ``run_table`` runs for ``table`` (no training: run_cell records them)."""
+    seen = []
+
+    def fake_run_cell(cell, config, prepared, out, log=print, twin=None):
+        seen.append(cell)
+        return {"row": cell.row, "seed": cell.seed, "status": "done"}
+
+    monkeypatch.setattr(runner, "run_cell", fake_run_cell)
+    runner.run_table(table, config, tmp_path / "out", log=lambda _: None)
+    return seen
+
+
+def test_finetune_table1_runs_every_trained_row_with_and_without_distill_on_three_seeds(
+    tmp_path, monkeypatch
+):
+    config = load_experiment_config(None, "finetune")
+    cells = _run_table_cells("table1", config, tmp_path, monkeypatch)
+    trained = [c for c in cells if not c.baseline]
+    assert sorted({c.seed for c in trained}) == [0, 1, 2]
+    plain = [c.row for c in trained if not c.distill and c.seed == 0]
+    assert plain == [*(LOSS_LABELS[x] for x in LOSS_LABELS if x != "dcr"),
+                     *(f"{LOSS_LABELS[x]}+KP-SYN" for x in LOSS_LABELS)]  # fmt: skip
+    distilled = [c.row for c in trained if c.distill and c.seed == 0]
+    assert distilled == [f"{row}+distill" for row in plain]
+    assert len(trained) == 26 * 3 and len({(c.key, c.seed) for c in cells}) == len(cells)
+    assert sorted(c.baseline for c in cells if c.baseline) == ["dlib", "dlib-resnet"]
+
+
+def test_finetune_tables_2_to_4_have_no_distill_rows_and_three_seeds(tmp_path, monkeypatch):
+    config = load_experiment_config(None, "finetune")
+    for table, rows in (("table2", 5), ("table3", 4), ("table4", 3)):
+        cells = _run_table_cells(table, config, tmp_path / table, monkeypatch)
+        assert not any(c.distill for c in cells)
+        assert len(cells) == rows * 3 and {c.seed for c in cells} == {0, 1, 2}
+
+
+def test_finetune_cells_start_from_dlib_with_the_no_teacher_recipe_and_vary_only_their_row(
+    tmp_path,
+):
+    config = load_experiment_config(None, "finetune")
+    prepared = _Sources(tmp_path)
+    from mfr.experiments.cells import table_cells
+
+    cells = table_cells("table1", config.masked_source, (2,), distill=True)
+    configs = {c.row: runner.train_config_for(c, config, prepared) for c in cells if not c.baseline}
+    for row, train in configs.items():
+        assert (train.backbone, train.init, train.seed) == ("dlib-resnet", "dlib", 2)
+        assert 0 < train.head_warmup_steps < train.steps
+        assert train.head_lr > train.lr and train.grad_clip > 0
+        assert bool(train.distill) == row.endswith("+distill")
+    assert configs["DCR+KP-SYN+distill"].distill["teacher"] == "dlib-resnet"
+    assert configs["CosFace"].domains == "full" and configs["CosFace+KP-SYN"].domains == "both"
+    plain, distilled = configs["ArcFace+KP-SYN"].to_dict(), configs["ArcFace+KP-SYN+distill"]
+    assert {k: v for k, v in distilled.to_dict().items() if plain[k] != v} == {
+        "distill": distilled.distill
+    }
+    table4 = table_cells("table4", config.masked_source)
+    options = [runner.train_config_for(c, config, prepared).loss_options for c in table4]
+    assert options == [{"use_cross": False}, {"use_single": False}, {}]
+
+
+def test_distilled_and_plain_cells_never_share_a_finished_result(tmp_path):
+    import json
+
+    from mfr.experiments.cells import Cell
+
+    plain = Cell("table1", "DCR+KP-SYN", "dcr", "template")
+    stored = tmp_path / "table4" / "with-all-s0"
+    stored.mkdir(parents=True)
+    result = {"table": "table4", "status": "done", "loss": "dcr", "source": "template",
+              "loss_options": {}, "seed": 0, "baseline": None, "distill": False}  # fmt: skip
+    (stored / "result.json").write_text(json.dumps(result))
+    assert runner.find_finished_twin(plain, tmp_path) == stored / "result.json"
+    distilled = Cell("table1", "DCR+KP-SYN+distill", "dcr", "template", distill=True)
+    assert runner.find_finished_twin(distilled, tmp_path) is None
+
+
+def test_distill_tables_without_a_teacher_is_a_config_error(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("distill_tables: [table1]\n")
+    with pytest.raises(ConfigError, match="distill"):
+        load_experiment_config(path)
+
+
+# -- the held-out test -----------------------------------------------------------------------
+
+
+def _aligned(root: Path, name: str, identities: int, prefix: str) -> None:
+    """An 'aligned' dataset (marker set) and its hull/template twins, as Prepared caches them."""
+    folder = make_dataset(root / name, identities=identities, per_identity=5, masked=0, size=8)
+    for person in sorted(folder.iterdir()):
+        person.rename(folder / f"{prefix}{person.name}")
+    (folder / MARKER).touch()
+    for method in ("hull", "template"):
+        twin = make_dataset(root / f"{name}-{method}", identities=identities, per_identity=5,
+                            masked=5, size=8)  # fmt: skip
+        for person in sorted(twin.iterdir()):
+            person.rename(twin / f"{prefix}{person.name}")
+        (twin / MARKER).touch()
+
+
+def test_heldout_identities_come_from_lfw_and_celeba_and_are_never_trained_on(
+    tmp_path, monkeypatch
+):
+    from mfr.train.config import TrainConfig
+    from mfr.train.recognizer import load_training_data
+
+    shared = tmp_path / "shared"
+    (shared / "celeba").mkdir(parents=True)
+    (shared / "lfw").mkdir()
+    (shared / "lfw/exclude.txt").write_text("lfw_person_00\nlfw_person_03\n")
+    monkeypatch.setenv("MFR_DATA", str(shared))
+    data = tmp_path / "data"
+    _aligned(data, "lfw-112", 10, "lfw_")
+    _aligned(data, "celeba-112", 6, "celeb_")
+    config = ExperimentConfig(data_dir=str(data), exclude="lfw/exclude.txt", heldout_identities=7,
+                              heldout_sources=["lfw", "celeba"], heldout_max_images=4,
+                              heldout_gallery_images=2)  # fmt: skip
+    prepared = Prepared(config, log=lambda _: None)
+    heldout = prepared.heldout()
+    assert len(heldout) == 7 and not {"lfw_person_00", "lfw_person_03"} & set(heldout)
+    assert any(n.startswith("celeb_") for n in heldout)
+    assert any(n.startswith("lfw_") for n in heldout)
+    exclude = prepared.train_exclude_file()
+    train = TrainConfig(data=[str(data / "lfw-112-template"), str(data / "celeba-112-template")],
+                        exclude=[str(exclude)])  # fmt: skip
+    trained = set(load_training_data(train, log=lambda _: None).classes)
+    assert trained and not trained & (set(heldout) | {"lfw_person_00", "lfw_person_03"})
+    assert len(trained) == 16 - 2 - 7
+    import csv
+
+    with open(prepared.synthetic_test("hull")) as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["identity"] for r in rows} == set(heldout)
+    for name in heldout:  # 5 images capped at 4: files 0, 1 full (gallery), 2, 3 masked probes
+        mine = [(Path(r["path"]).parent.name, Path(r["path"]).name, r["domain"])
+                for r in rows if r["identity"] == name]  # fmt: skip
+        assert mine == [(name, "0.png", "0"), (name, "1.png", "0"),
+                        ("masked", "2.png", "1"), ("masked", "3.png", "1")]  # fmt: skip
+    assert all("-hull" in r["path"] for r in rows)
+
+
+def test_default_heldout_split_stays_lfw_only_with_even_probes(tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    (shared / "lfw").mkdir(parents=True)
+    monkeypatch.setenv("MFR_DATA", str(shared))
+    data = tmp_path / "data"
+    _aligned(data, "lfw-112", 5, "lfw_")
+    config = ExperimentConfig(data_dir=str(data), celeba=None, heldout_identities=2)
+    prepared = Prepared(config, log=lambda _: None)
+    manifest = prepared.synthetic_test("hull")
+    assert manifest.name == "lfw-112-heldout-hull.csv"  # the cpu/quick scales' cached name
+    lines = manifest.read_text().splitlines()[1:]
+    assert len(lines) == 2 * 5 and [line.endswith(",1") for line in lines[:5]] == [
+        True, False, True, False, True]  # fmt: skip
+
+
+# -- mean ± std over seeds and the claim readings ---------------------------------------------
+
+
+def _result(row, seed, rank1, ci=None):
+    figures = {"rank1": rank1}
+    if ci is not None:
+        figures["rank1_ci"] = ci
+    return {"row": row, "seed": seed, "status": "done", "mfr2": figures}
+
+
+def test_row_stats_are_mean_sample_std_and_mean_bootstrap_half_width():
+    results = [_result("A", 0, 60.0, [50.0, 70.0]), _result("A", 1, 64.0, [56.0, 72.0]),
+               _result("A", 2, 71.0, [61.0, 79.0]), _result("B", 0, 10.0)]  # fmt: skip
+    stats = row_stats(results, "A", "mfr2", "rank1")
+    assert stats.mean == pytest.approx(statistics.mean([60, 64, 71]))
+    assert stats.std == pytest.approx(statistics.stdev([60, 64, 71]))
+    assert stats.half_width == pytest.approx((10 + 8 + 9) / 3) and stats.n == 3
+    single = row_stats(results, "B", "mfr2", "rank1")
+    assert (single.std, single.half_width) == (0.0, None)
+
+
+def test_claim_is_decided_only_when_the_difference_exceeds_both_intervals():
+    a = [_result("DCR+KP-SYN", s, v, [v - 2, v + 2]) for s, v in enumerate([70.0, 72.0, 74.0])]
+    b = [_result("Softmax+KP-SYN", s, v, [v - 3, v + 3]) for s, v in enumerate([60.0, 61.0, 65.0])]
+    sa, sb = row_stats(a, "DCR+KP-SYN", "mfr2", "rank1"), row_stats(b, "Softmax+KP-SYN", "mfr2",
+                                                                     "rank1")  # fmt: skip
+    boot = math.sqrt(2**2 + 3**2)
+    seeds = 1.96 * math.sqrt(2.0**2 / 3 + statistics.stdev([60, 61, 65]) ** 2 / 3)
+    assert difference_interval(sa, sb) == pytest.approx(max(boot, seeds))
+    assert verdict(sa, sb) == "decided"  # 10 points against ~4.3
+    close = [_result("Softmax+KP-SYN", s, v, [v - 3, v + 3]) for s, v in enumerate([68, 71, 75])]
+    sc = row_stats(close, "Softmax+KP-SYN", "mfr2", "rank1")
+    assert verdict(sa, sc) == "not decided by this data"
+    lines = reading("table1", a + b, [("mfr2", "mfr2-dev (real masks)")])
+    interval = f"{max(boot, seeds):.1f}"
+    assert lines == [f"- DCR beats the other losses: DCR+KP-SYN − Softmax+KP-SYN on mfr2-dev "
+                     f"rank1: +10.0 ± {interval} (seeds 3/3) → **decided**"]  # fmt: skip
+
+
+def test_claims_cover_the_papers_four_findings_within_each_distill_family():
+    rows = ["Softmax", "Softmax+KP-SYN", "DCR+KP-SYN", "Softmax+distill",
+            "Softmax+KP-SYN+distill", "DCR+KP-SYN+distill"]  # fmt: skip
+    found = claims("table1", rows)
+    assert ("synthetic masks help", "Softmax+KP-SYN", "Softmax") in found
+    assert ("DCR beats the other losses", "DCR+KP-SYN", "Softmax+KP-SYN") in found
+    assert ("synthetic masks help (with distillation)", "Softmax+KP-SYN+distill",
+            "Softmax+distill") in found  # fmt: skip
+    assert not any(("+distill" in a) != ("+distill" in b) for _, a, b in found)
+    assert claims("table4", ["w/o L_c", "w/o L_s", "with all"]) == [
+        ("both DCR terms matter", "with all", "w/o L_c"),
+        ("both DCR terms matter", "with all", "w/o L_s"),
+    ]
+    table2 = claims("table2", ["CycleGAN", "DE", "KP-CVX", "KP-SYN", "IAMGAN"])
+    assert [b for _, _, b in table2] == ["CycleGAN", "DE", "KP-CVX", "KP-SYN"]
