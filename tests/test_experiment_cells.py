@@ -6,7 +6,7 @@ import pytest
 
 from mfr.errors import ConfigError, MfrError
 from mfr.experiments.cells import table_cells
-from mfr.experiments.config import load_experiment_config
+from mfr.experiments.config import ExperimentConfig, load_experiment_config
 from mfr.experiments.tables import markdown_table
 
 
@@ -52,6 +52,7 @@ class _FakePrepared:
 
     def __init__(self, root):
         self.root = root
+        self.config = ExperimentConfig()  # no rmfrd-dev test, no bootstrap
 
     def synthetic_test(self, method):
         return self.root / f"heldout-{method}.csv"
@@ -79,7 +80,7 @@ def _finished_cell(tmp_path, monkeypatch, cell, stored: dict, stale: str, rank1:
     (out / "result.json").write_text(json.dumps(stored))
     calls = []
 
-    def fake_embed_and_eval(model, dataset, where, name, log, source=None):
+    def fake_embed_and_eval(model, dataset, where, name, log, source=None, bootstrap=0):
         calls.append((model, dataset.name, name, (where / f"{name}.npz").exists()))
         return {"rank1": rank1}
 
@@ -111,7 +112,7 @@ def test_a_built_in_baseline_cell_embeds_with_its_model_and_trains_nothing(tmp_p
     cell = table_cells("table1")[1]
     calls = []
 
-    def fake_embed_and_eval(model, dataset, where, name, log, source=None):
+    def fake_embed_and_eval(model, dataset, where, name, log, source=None, bootstrap=0):
         calls.append((model, dataset.name, name))
         return {"rank1": 79.7}
 

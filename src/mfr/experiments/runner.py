@@ -198,7 +198,7 @@ def run_cell(
         result["train_seconds"] = round(time.perf_counter() - started, 1)
     result["mfr2"] = _test_mfr2(model, prepared, out, log)
     result["synthetic"] = _test_synthetic(model, cell, prepared, out, log)
-    if config.rmfrd:
+    if prepared.config.rmfrd:
         result["rmfrd"] = _test_rmfrd(model, prepared, out, log)
     result["status"] = "done"
     result["seconds"] = round(time.perf_counter() - started, 1)
