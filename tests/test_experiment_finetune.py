@@ -247,3 +247,19 @@ def test_claims_cover_the_papers_four_findings_within_each_distill_family():
     ]
     table2 = claims("table2", ["CycleGAN", "DE", "KP-CVX", "KP-SYN", "IAMGAN"])
     assert [b for _, _, b in table2] == ["CycleGAN", "DE", "KP-CVX", "KP-SYN"]
+
+
+def test_written_table_has_the_seed_summary_and_the_reading(tmp_path):
+    from mfr.experiments.tables import RMFRD, TESTS, write_table
+
+    results = [
+        {**_result(row, seed, value, [value - 1, value + 1]), "rmfrd": {"rank1": value}}
+        for row, values in (("w/o L_c", (50.0, 52.0, 54.0)), ("with all", (70.0, 71.0, 72.0)))
+        for seed, value in enumerate(values)
+    ]
+    write_table("table4", results, tmp_path, [*TESTS, RMFRD])
+    text = (tmp_path / "table4.md").read_text()
+    assert "| with all | 0,1,2 | 71.0 ± 1.0 [±1.0] |" in text
+    assert "- both DCR terms matter: with all − w/o L_c on mfr2-dev rank1: +19.0" in text
+    assert "- both DCR terms matter: with all − w/o L_c on rmfrd-dev rank1: +19.0" in text
+    assert text.count("**decided**") == 2
