@@ -24,7 +24,7 @@ import numpy as np
 from mfr.align.landmarks import save_landmarks
 from mfr.data.images import read_image
 from mfr.errors import MfrError
-from mfr.io import atomic_write, check_writable, ensure_folder
+from mfr.io import atomic_write, check_separate_folders, check_writable, ensure_folder
 
 PARTS = ".align-parts"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -394,8 +394,7 @@ def align_folder(
     src, dst = Path(src), Path(dst)
     if size < 16:
         raise MfrError(f"--size {size}: aligned images need at least 16 pixels")
-    if dst.resolve() == (src if src.is_dir() else src.parent).resolve():
-        raise MfrError(f"{dst}: the output folder must differ from the source")
+    check_separate_folders(src, dst)
     not_images: list = []
     items = list_sources(src, not_images)
     summary = Summary()
