@@ -360,6 +360,41 @@ def printable_streams(*streams) -> None:
             stream.reconfigure(errors="mfr-names")
 
 
+# ----------------------------------------------------------------------------- interrupts
+
+_interrupt_note = None
+
+
+def on_interrupt(note) -> None:
+    """What the ``mfr`` command says if the user interrupts it (Ctrl-C) from now on:
+    ``note`` is text or a function returning text, called at the interrupt (so it can say
+    whether progress was saved), e.g. ``"progress saved in OUT.partial.npz; run the same
+    command again to resume"``. The command line prints ``mfr: interrupted; <note>`` and
+    exits 130; without a note it says that no output was half-written. ``None`` clears it."""
+    global _interrupt_note
+    _interrupt_note = note
+
+
+def interrupt_note() -> str:
+    """The note :func:`on_interrupt` set, evaluated now (a generic one when none was set)."""
+    note = _interrupt_note
+    if callable(note):
+        try:
+            note = note()
+        except Exception:  # a note must never hide the interrupt itself
+            note = None
+    return note or "no output is half-written (every file is written whole or not at all)"
+
+
+def resume_note(progress: str | Path, done: bool | None = None) -> str:
+    """``progress saved in <progress>; run the same command again to resume`` when
+    ``done`` (default: ``progress`` exists), else ``nothing written``."""
+    done = Path(progress).exists() if done is None else done
+    if done:
+        return f"progress saved in {progress}; run the same command again to resume"
+    return "nothing written yet"
+
+
 # ----------------------------------------------------------------------------- file kinds
 
 _MAGIC: tuple[tuple[bytes, int, str], ...] = (

@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
         --name, or a dataset folder <identity>/<images> (full faces only)."""
         from mfr.errors import MfrError
         from mfr.gallery.store import Gallery, locked
-        from mfr.io import check_writable, remove_stale_temps_of
+        from mfr.io import check_writable, on_interrupt, remove_stale_temps_of
 
         check_writable(gallery)  # a read-only or full folder fails before the embedding
         remove_stale_temps_of(gallery)  # a killed enrolment's
@@ -204,6 +204,7 @@ def register(app: typer.Typer) -> None:
         if not sources:
             typer.echo(f"nothing new to enrol into {gallery}")
             return
+        on_interrupt(f"nothing enrolled, {gallery} unchanged; run the same command again")
         result = _embed(recognizer, [p for _, p in sources], aligned)
         if not result.kept:
             raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
@@ -225,6 +226,7 @@ def register(app: typer.Typer) -> None:
                 store.add(identity, result.embeddings[rows], paths)
             if embedded:
                 store.save(gallery)
+                on_interrupt(f"enrolment saved in {gallery}")
         say_model(recognizer)
         if not embedded:
             typer.echo(f"nothing new to enrol into {gallery}")

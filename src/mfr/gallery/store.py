@@ -158,9 +158,10 @@ class Gallery:
         if identity is not None:
             others = chosen & (self.identities != identity)
             if others.any():
-                pairs = zip(self.ids[others], self.identities[others], strict=True)
-                named = ", ".join(f"entry {i} is {n!r}'s" for i, n in pairs)
-                raise MfrError(f"{where}: {named}, not {identity!r}'s; nothing removed")
+                ids, names = self.ids[others].tolist(), self.identities[others].tolist()
+                pairs = zip(ids, names, strict=True)
+                named = ", ".join(f"entry {i} belongs to {n!r}" for i, n in pairs)
+                raise MfrError(f"{where}: {named}, not {identity!r}; nothing removed")
         return chosen
 
     def remove(
