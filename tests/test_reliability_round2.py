@@ -410,3 +410,31 @@ def test_a_folder_or_broken_link_where_a_file_is_expected_is_called_so(setup, tm
     assert _one_line(err).endswith(
         f"{broken}: is a broken link (to {tmp_path / 'gone.png'}, which does not exist)"
     )
+
+
+def _ignores_sigint(_) -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_pool_workers_ignore_ctrl_c_so_only_the_main_process_reports_it():
+    import multiprocessing
+    import os
+    import signal
+
+    from mfr.io import worker_initializer
+
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1, initializer=worker_initializer, initargs=(os.getpid,)) as pool:
+        assert pool.map(_ignores_sigint, [0]) == [True]
+    assert signal.getsignal(signal.SIGINT) != signal.SIG_IGN  # the caller keeps its handler
+
+
+def test_a_landmarks_sidecar_that_is_a_pickle_is_named_without_unsafe_advice(tmp_path, capsys):
+    (tmp_path / "al").mkdir()
+    (tmp_path / "al" / "landmarks.npz").write_bytes(pickle.dumps({"paths": []}))
+    code, _, err = run_mfr(capsys, "mask", tmp_path / "al", tmp_path / "m", "--quiet")
+    line = _one_line(err)
+    assert code == 2 and line.endswith("not a landmarks sidecar (.npz) (it is a Python pickle)")
+    assert not (tmp_path / "m").exists()

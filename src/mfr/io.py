@@ -375,6 +375,18 @@ def on_interrupt(note) -> None:
     _interrupt_note = note
 
 
+def worker_initializer(init, *args) -> None:
+    """A process pool's initializer: the worker ignores Ctrl-C (the terminal sends it to every
+    process of the group; the main process alone reports it and stops the pool, instead of
+    each worker printing a traceback), then runs ``init(*args)``. Use as
+    ``Pool(n, initializer=worker_initializer, initargs=(init, *args))``."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if init is not None:
+        init(*args)
+
+
 def interrupt_note() -> str:
     """The note :func:`on_interrupt` set, evaluated now (a generic one when none was set)."""
     note = _interrupt_note

@@ -24,7 +24,13 @@ import numpy as np
 from mfr.align.landmarks import save_landmarks
 from mfr.data.images import read_image
 from mfr.errors import MfrError
-from mfr.io import atomic_write, check_separate_folders, check_writable, ensure_folder
+from mfr.io import (
+    atomic_write,
+    check_separate_folders,
+    check_writable,
+    ensure_folder,
+    worker_initializer,
+)
 
 PARTS = ".align-parts"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -469,5 +475,7 @@ def _run(todo: list[Item], workers: int, options: dict):
     import multiprocessing
 
     context = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
-    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+    with context.Pool(
+        workers, initializer=worker_initializer, initargs=(_init_worker, options)
+    ) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)

@@ -52,7 +52,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     except FileNotFoundError:
         from mfr.io import missing_file
 
-        raise missing_file(path, "image file", cls=BadImageError) from None
+        raise missing_file(path, "file", cls=BadImageError) from None
     except OSError as error:
         raise BadImageError(f"{path}: cannot read file ({error.strerror or error})") from None
     if path.is_dir():

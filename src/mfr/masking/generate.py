@@ -34,6 +34,7 @@ from mfr.io import (
     check_writable,
     name_bytes,
     remove_stale_temps,
+    worker_initializer,
 )
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,8 @@ def _run(job: MaskJob, todo: list, workers: int, progress: bool):
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+            init = (_init_worker, job)
+            with context.Pool(workers, initializer=worker_initializer, initargs=init) as pool:
                 for result in pool.imap_unordered(mask_one, todo, chunksize=16):
                     results.append(result)
                     bar.update()
