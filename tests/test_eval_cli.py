@@ -171,7 +171,7 @@ def test_nan_row_error_names_the_row_and_path(tmp_path, rng):
 def test_not_an_npz_or_missing_file_is_a_clear_error(tmp_path):
     junk = tmp_path / "junk.npz"
     junk.write_bytes(b"not a zip")
-    with pytest.raises(MfrError, match="not a .npz file"):
+    with pytest.raises(MfrError, match=r"junk\.npz: not an embeddings \(\.npz\) file \(it is text"):
         load_embeddings(junk)
     with pytest.raises(MfrError, match="not found"):
         load_embeddings(tmp_path / "missing.npz")

@@ -190,7 +190,7 @@ def test_gallery_of_another_model_or_size_is_refused_and_left_intact(setup, caps
 
 def test_corrupt_gallery_is_one_clear_error_and_left_untouched(setup, capsys):
     model, data, gallery = setup
-    gallery.write_bytes(b"garbage")
+    gallery.write_bytes(b"PK\x03\x04garbage")  # a zip's first bytes, then nothing usable
     photo = data / "id0" / "0.png"
     for args in (
         ["enroll", gallery, photo, "--name", "x", "--model", model],
@@ -200,7 +200,7 @@ def test_corrupt_gallery_is_one_clear_error_and_left_untouched(setup, capsys):
     ):
         code, _, err = run_mfr(capsys, *args)
         assert code == 2 and "corrupt or unreadable gallery file" in one_error_line(err)
-    assert gallery.read_bytes() == b"garbage"
+    assert gallery.read_bytes() == b"PK\x03\x04garbage"
 
 
 def test_verify_prints_similarity_and_decision(setup, capsys):

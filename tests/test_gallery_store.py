@@ -115,7 +115,7 @@ def test_readers_only_ever_see_complete_galleries_while_a_writer_saves(tmp_path,
 def test_corrupt_gallery_file_gives_one_clear_error_and_is_left_alone(tmp_path):
     path = tmp_path / "g.npz"
     path.write_bytes(b"this is not a gallery")
-    with pytest.raises(MfrError, match=r"g\.npz: corrupt or unreadable gallery file"):
+    with pytest.raises(MfrError, match=r"g\.npz: not a gallery \(\.npz\) file \(it is text\)"):
         Gallery.load(path)
     assert path.read_bytes() == b"this is not a gallery"
 

@@ -40,7 +40,7 @@ def test_load_embedding_model_restores_the_same_network(tmp_path):
     assert torch.equal(model(x), net(x))
     assert meta == {"backbone": "resnet_tiny", "embedding_dim": 8, "input_size": 16,
                     "head": "flatten", "loss": "softmax", "step": 5, "threshold": 0.4,
-                    "config": {"steps": 5}}  # fmt: skip
+                    "operating_point": None, "config": {"steps": 5}}  # fmt: skip
 
 
 def test_checkpoint_embedder_resizes_normalises_and_flip_averages(tmp_path, rng):
@@ -71,7 +71,9 @@ def test_checkpoint_of_another_backbone_is_a_clear_error(tmp_path):
 
 def test_files_that_are_not_recognizer_checkpoints_are_named(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match=r"junk\.pt: not a readable torch checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"junk\.pt: not an mfr checkpoint \(\.pt\) \(it is text\)"
+    ):
         read_checkpoint(tmp_path / "junk.pt")
     torch.save({"format": "mfr-iamgan", "G": {}}, tmp_path / "gan.pt")
     with pytest.raises(CheckpointError, match=r"gan\.pt: not an mfr recognizer.*mfr-iamgan"):

@@ -50,9 +50,11 @@ class FaceRecognizer:
         operating_point: str | None = None,
         note: str = "",
     ):
+        from mfr.gallery.threshold import check_threshold
+
         self.embedder = embedder
         self.model = model
-        self.threshold = threshold
+        self.threshold = None if threshold is None else check_threshold(threshold)
         #: how the threshold was set (e.g. "best accuracy on ... held-out pairs"); None
         #: when the model has no threshold
         self.operating_point = operating_point if threshold is not None else None
@@ -72,8 +74,10 @@ class FaceRecognizer:
         from mfr.embedders import load_embedder
         from mfr.embedders.registry import resolve
         from mfr.gallery.fingerprint import model_fingerprint
-        from mfr.gallery.threshold import read_sidecar
+        from mfr.gallery.threshold import check_threshold, read_sidecar
 
+        if threshold is not None:  # before loading the model: a bad value fails at once
+            threshold = check_threshold(threshold)
         resolved = resolve(model)
         source = resolved.source
         try:
@@ -150,8 +154,11 @@ class FaceRecognizer:
         aligned: bool | None = None,
         threshold: float | None = None,
     ) -> tuple[float, bool]:
-        """(cosine similarity, same person?): same when similarity > the threshold."""
-        threshold = self.threshold if threshold is None else threshold
+        """(cosine similarity, same person?): same when similarity > the threshold (the
+        model's, or ``threshold``: a cosine similarity in [-1, 1], else ``MfrError``)."""
+        from mfr.gallery.threshold import check_threshold
+
+        threshold = self.threshold if threshold is None else check_threshold(threshold)
         if threshold is None:
             raise MfrError(
                 f"{self.model.spec}: no calibrated threshold, so this model refuses to decide "

@@ -25,7 +25,13 @@ from mfr.align.detect import DEFAULT_DETECTOR
 from mfr.align.landmarks import save_landmarks
 from mfr.data.images import read_image
 from mfr.errors import MfrError
-from mfr.io import atomic_write, check_writable, ensure_folder
+from mfr.io import (
+    atomic_write,
+    check_separate_folders,
+    check_writable,
+    ensure_folder,
+    worker_initializer,
+)
 
 PARTS = ".align-parts"
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -408,8 +414,7 @@ def align_folder(
     src, dst = Path(src), Path(dst)
     if size < 16:
         raise MfrError(f"--size {size}: aligned images need at least 16 pixels")
-    if dst.resolve() == (src if src.is_dir() else src.parent).resolve():
-        raise MfrError(f"{dst}: the output folder must differ from the source")
+    check_separate_folders(src, dst)
     not_images: list = []
     items = list_sources(src, not_images)
     summary = Summary()
@@ -490,5 +495,7 @@ def _run(todo: list[Item], workers: int, options: dict):
     if os.name == "posix":
         start = "fork" if options.get("detector") == "dlib" else "forkserver"
     context = multiprocessing.get_context(start)
-    with context.Pool(workers, initializer=_init_worker, initargs=(options,)) as pool:
+    with context.Pool(
+        workers, initializer=worker_initializer, initargs=(_init_worker, options)
+    ) as pool:
         yield from pool.imap_unordered(_process, todo, chunksize=8)

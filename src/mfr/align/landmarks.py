@@ -37,6 +37,11 @@ def load_landmarks(root: str | Path) -> tuple[dict[str, np.ndarray], int]:
     target = Path(root) / SIDECAR
     if not target.is_file():
         raise MfrError(f"{target}: no landmarks sidecar; run `mfr align` to make one")
+    from mfr.io import file_kind, not_a
+
+    kind = file_kind(target)
+    if kind not in ("a NumPy .npz archive", "a damaged zip archive"):  # no pickle to np.load
+        raise not_a(target, "a landmarks sidecar (.npz)", kind)
     try:
         with np.load(target, allow_pickle=False) as data:
             paths, array, size = data["paths"], data["landmarks"], int(data["size"])

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from mfr.errors import MfrError
+from mfr.io import on_interrupt, resume_note
 
 
 def register(app: typer.Typer) -> None:
@@ -79,6 +80,7 @@ def register(app: typer.Typer) -> None:
             return
         if src is None or dst is None:
             raise MfrError("usage: mfr align SRC DST [--size 112] (or mfr align --merge DST)")
+        on_interrupt(lambda: resume_note(dst))
         summary = align_folder(
             src,
             dst,

@@ -116,7 +116,7 @@ def embed_dataset(
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
     from mfr.gallery.fingerprint import model_fingerprint
-    from mfr.io import atomic_write, check_writable
+    from mfr.io import atomic_write, check_writable, on_interrupt, resume_note
 
     if batch_size < 1:
         raise MfrError(f"--batch-size must be at least 1, got {batch_size}")
@@ -155,6 +155,8 @@ def embed_dataset(
         kept_rows, bad_rows, bad_reasons = list(done[0]), list(done[2]), list(done[3])
         parts.append(done[1])
         log(f"resuming {partial_path}: {len(kept_rows) + len(bad_rows)} images already done")
+    resumed_images = len(kept_rows) + len(bad_rows)
+    on_interrupt(lambda: resume_note(partial_path, bool(kept_rows or bad_rows)))
     finished = set(kept_rows) | set(bad_rows)
     todo = [(row, path) for row, path in enumerate(index.paths) if row not in finished]
     chunks = list(_batches(todo, batch_size))
@@ -232,6 +234,7 @@ def embed_dataset(
         "dim": int(embeddings.shape[1]),
         "bad_files": len(bad),
         "resumed": done is not None,
+        "resumed_images": resumed_images,
         "seconds": round(seconds, 2),
     }
     if hasattr(embedder, "fallback_count"):
@@ -288,4 +291,6 @@ def register(app: typer.Typer) -> None:
         )
         if "fallback" in summary:
             text += f"; {summary['fallback']} faces not detected (whole-image fallback)"
+        if summary["resumed"]:
+            text += f"; resumed: {summary['resumed_images']} images were done by an earlier run"
         typer.echo(text)

@@ -191,7 +191,7 @@ def register(app: typer.Typer) -> None:
         --name, or a dataset folder <identity>/<images> (full faces only)."""
         from mfr.errors import MfrError
         from mfr.gallery.store import Gallery, locked
-        from mfr.io import check_writable, remove_stale_temps_of
+        from mfr.io import check_writable, on_interrupt, remove_stale_temps_of
 
         check_writable(gallery)  # a read-only or full folder fails before the embedding
         remove_stale_temps_of(gallery)  # a killed enrolment's
@@ -204,6 +204,7 @@ def register(app: typer.Typer) -> None:
         if not sources:
             typer.echo(f"nothing new to enrol into {gallery}")
             return
+        on_interrupt(f"nothing enrolled, {gallery} unchanged; run the same command again")
         result = _embed(recognizer, [p for _, p in sources], aligned)
         if not result.kept:
             raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
@@ -225,6 +226,7 @@ def register(app: typer.Typer) -> None:
                 store.add(identity, result.embeddings[rows], paths)
             if embedded:
                 store.save(gallery)
+                on_interrupt(f"enrolment saved in {gallery}")
         say_model(recognizer)
         if not embedded:
             typer.echo(f"nothing new to enrol into {gallery}")
@@ -253,8 +255,10 @@ def register(app: typer.Typer) -> None:
         from mfr.errors import MfrError
         from mfr.gallery.search import GallerySearch
 
-        if not gallery.exists():
-            raise MfrError(f"{gallery}: no such gallery (create it with `mfr enroll`)")
+        if not gallery.is_file():
+            from mfr.io import missing_file
+
+            raise missing_file(gallery, "gallery", "create it with `mfr enroll`")
         recognizer, store = _model_for(gallery, model)
         paths = _photos(photos)
         where = f"{photos[0]}{' ...' if len(photos) > 1 else ''}"
@@ -338,7 +342,10 @@ def register(app: typer.Typer) -> None:
         import json
 
         from mfr.errors import MfrError
+        from mfr.gallery.threshold import check_threshold
 
+        if threshold is not None:
+            threshold = check_threshold(threshold, "--threshold")
         recognizer = load_recognizer(model, threshold=threshold)
         if calibrate is not None:
             from mfr.embedders.registry import find_installed, set_threshold
@@ -395,6 +402,10 @@ def register(app: typer.Typer) -> None:
                 "updated": store.updated,
                 "images": len(store),
                 "identities": counts,
+                "entries": [
+                    {"id": int(i), "identity": str(n), "path": str(p)}
+                    for i, n, p in zip(store.ids, store.identities, store.paths, strict=True)
+                ],
             }
             typer.echo(json.dumps(payload, indent=2))
             return
@@ -409,9 +420,18 @@ def register(app: typer.Typer) -> None:
     def remove(
         gallery: Path = typer.Argument(..., help="Gallery file."),
         identity: str = typer.Argument(None, help="Identity to remove (all its images)."),
-        entry: list[int] = typer.Option(None, "--entry", help="Remove one entry by id."),
+        entry: list[int] = typer.Option(
+            None,
+            "--entry",
+            help="Remove one entry by id (repeatable; ids from `gallery list --json`). With "
+            "IDENTITY, each entry must be that identity's.",
+        ),
     ) -> None:
-        """Remove an identity (all its images) or single entries (--entry ID)."""
+        """Remove an identity (all its images) or single entries (--entry ID); IDENTITY with
+        --entry removes those entries only and checks they are IDENTITY's. An unknown
+        identity or id, or an entry of another identity, removes nothing."""
+        from collections import Counter
+
         from mfr.errors import MfrError
         from mfr.gallery.store import Gallery, locked
 
@@ -419,13 +439,11 @@ def register(app: typer.Typer) -> None:
             raise MfrError("name an identity or give --entry ID")
         with locked(gallery):
             store = Gallery.load(gallery)
-            if identity is not None and identity not in store.identity_counts():
-                raise MfrError(f"{gallery}: no identity {identity!r}")
-            removed = store.remove(identity, entry)
-            if not removed:
-                raise MfrError(f"{gallery}: no entry with id {', '.join(map(str, entry))}")
+            names = Counter(store.identities[store.select(identity, entry, gallery)].tolist())
+            removed = store.remove(identity, entry, gallery)
             store.save(gallery)
-        typer.echo(f"removed {removed} images from {gallery} ({len(store)} left)")
+        of = ", ".join(f"{count} of {name}" for name, count in sorted(names.items()))
+        typer.echo(f"removed {removed} images ({of}) from {gallery} ({len(store)} left)")
 
     @sub.command()
     def rename(

@@ -49,8 +49,10 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Generate a masked twin of every full face; resumes where a previous run stopped."""
+        from mfr.io import on_interrupt, resume_note
         from mfr.train.gan_generate import generate_dataset
 
+        on_interrupt(lambda: resume_note(dst))
         counts = generate_dataset(model, src, dst, batch_size, composite, min_images=min_images)
         typer.echo(
             f"{dst}: generated {counts['generated']}, kept {counts['existing']} existing, "

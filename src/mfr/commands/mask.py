@@ -34,8 +34,10 @@ def register(app: typer.Typer) -> None:
         """Write DST/<identity>/<image> (full face), DST/<identity>/masked/<image> (masked twin),
         DST/_labels/<identity>/<stem>.png (255 = masked region), DST/manifest.csv and
         DST/landmarks.npz. Resumable; failed images are listed in DST/_failures.csv."""
+        from mfr.io import on_interrupt, resume_note
         from mfr.masking.generate import mask_folder, preview_grid
 
+        on_interrupt(lambda: resume_note(dst))
         report = mask_folder(
             src, dst, method, seed, types, masks, workers=workers, progress=not quiet
         )

@@ -53,4 +53,9 @@ def register(app: typer.Typer) -> None:
                 f"{out}: already holds a training run (last.pt); use --resume to continue "
                 "it or another --out"
             )
+        from mfr.io import on_interrupt
+
+        last = out / "last.pt"
+        on_interrupt(lambda: f"checkpoint saved in {last}; continue with the same command and "
+                     "--resume" if last.is_file() else "no checkpoint saved yet")  # fmt: skip
         run_training(resolved, out, resume=resume, log=typer.echo)

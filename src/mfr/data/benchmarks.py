@@ -25,7 +25,7 @@ import numpy as np
 
 from mfr.data.dataset import mfr2_image_path
 from mfr.errors import MfrError
-from mfr.io import read_text
+from mfr.io import missing_file, read_text
 
 
 class BenchmarkPair(NamedTuple):
@@ -51,7 +51,7 @@ def read_lfw_pairs(root: str | Path, pairs_file: str | Path | None = None) -> li
     root = Path(root)
     path = Path(pairs_file) if pairs_file else root / "meta" / "pairs.csv"
     if not path.is_file():
-        raise MfrError(f"{path}: LFW pairs file not found")
+        raise missing_file(path, "LFW pairs file")
     text = read_text(path, "pairs file").splitlines()
     if path.suffix == ".csv":
         rows = list(csv.reader(text))
@@ -98,7 +98,7 @@ def read_mfr2_pairs(root: str | Path, pairs_file: str | Path | None = None) -> l
     root = Path(root)
     path = Path(pairs_file) if pairs_file else root / "pairs.txt"
     if not path.is_file():
-        raise MfrError(f"{path}: MFR2 pairs file not found")
+        raise missing_file(path, "MFR2 pairs file")
     pairs = []
     for line, text in enumerate(read_text(path, "pairs file").splitlines(), start=1):
         cells = text.split()

@@ -50,7 +50,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
     try:
         size = path.stat().st_size
     except FileNotFoundError:
-        raise BadImageError(f"{path}: file not found") from None
+        from mfr.io import missing_file
+
+        raise missing_file(path, "file", cls=BadImageError) from None
     except OSError as error:
         raise BadImageError(f"{path}: cannot read file ({error.strerror or error})") from None
     if path.is_dir():

@@ -18,8 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.errors import MfrError
-from mfr.io import atomic_write
+from mfr.io import atomic_write, missing_file
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ def teacher_fingerprint(spec: str) -> str:
         return f"{spec}-" + _file_digest(model_path("descriptor"))[:16]
     path = Path(spec)
     if not path.is_file():
-        raise MfrError(f"{path}: teacher model not found")
+        raise missing_file(path, "teacher model")
     return f"{path.stem}-{_file_digest(path)[:16]}"
 
 

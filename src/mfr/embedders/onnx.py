@@ -35,7 +35,9 @@ class OnnxEmbedder:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise CheckpointError(f"{self.path}: no such ONNX model")
+            from mfr.io import missing_file
+
+            raise missing_file(self.path, "ONNX model", cls=CheckpointError)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.errors import MfrError
-from mfr.io import atomic_write
+from mfr.io import atomic_write, file_kind, missing_file, not_a
 
 REQUIRED_KEYS = ("embeddings", "identities", "domains", "paths")
 FULL, MASKED = 0, 1
@@ -110,9 +110,10 @@ def load_embeddings(path: str | Path) -> Embeddings:
     """Read and validate an embeddings ``.npz`` (contract); raise ``MfrError`` naming the file."""
     path = Path(path)
     if not path.is_file():
-        raise MfrError(f"{path}: embeddings file not found")
-    if not zipfile.is_zipfile(path):
-        raise MfrError(f"{path}: not a .npz file (an embeddings file is a NumPy .npz archive)")
+        raise missing_file(path, "embeddings file")
+    kind = file_kind(path)
+    if kind not in ("a NumPy .npz archive", "a damaged zip archive"):  # no photo, no pickle
+        raise not_a(path, "an embeddings (.npz) file", kind)
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [key for key in REQUIRED_KEYS if key not in data.files]

@@ -13,7 +13,7 @@ import numpy as np
 
 from mfr.errors import MfrError
 from mfr.eval.embeddings import FULL, MASKED
-from mfr.io import atomic_write, read_text
+from mfr.io import atomic_write, missing_file, read_text
 
 HEADER = ["a", "b", "same"]
 DEFAULT_PAIRS_PER_FOLD = 10_000  # 5,000 matched + 5,000 unmatched, as in the paper
@@ -61,7 +61,7 @@ def read_pairs(path: str | Path, num_embeddings: int | None = None) -> Pairs:
     than 0/1 is an ``MfrError`` naming the file and the line."""
     path = Path(path)
     if not path.is_file():
-        raise MfrError(f"{path}: pairs file not found")
+        raise missing_file(path, "pairs file")
     a, b, same = [], [], []
     reader = csv.reader(read_text(path, "pairs file").splitlines())
     header = next(reader, None)

@@ -50,17 +50,12 @@ class ExperimentConfig:
 
 def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> ExperimentConfig:
     """Read ``path`` (default ``configs/experiment-<scale>.yaml``); unknown keys are an error."""
-    import yaml
-
-    from mfr.io import read_text
+    from mfr.io import load_yaml
 
     path = Path(path) if path is not None else CONFIG_DIR / f"experiment-{scale}.yaml"
     if not path.is_file():
         raise ConfigError(f"{path}: experiment config not found")
-    try:
-        values = yaml.safe_load(read_text(path, "experiment config")) or {}
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    values = load_yaml(path, "experiment config") or {}
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: an experiment config must be a mapping")
     known = {f.name for f in dataclasses.fields(ExperimentConfig)}

@@ -40,13 +40,11 @@ def state_dict_fingerprint(state: dict) -> str:
 
 def checkpoint_fingerprint(path: str | Path) -> str:
     """Fingerprint of an mfr checkpoint's ``model`` state dict."""
-    import torch
+
+    from mfr.io import load_torch
 
     path = Path(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: unreadable checkpoint ({error})") from error
+    checkpoint = load_torch(path, "an mfr checkpoint (.pt)")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: not an mfr checkpoint (no 'model' state dict)")
     return state_dict_fingerprint(checkpoint["model"])

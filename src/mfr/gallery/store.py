@@ -136,13 +136,41 @@ class Gallery:
         self.updated = _now()
         return new_ids
 
-    def remove(self, identity: str | None = None, entry_ids: list[int] | None = None) -> int:
-        """Remove every entry of ``identity`` and/or the given entry ids; returns the count."""
-        drop = np.zeros(len(self), bool)
+    def select(
+        self, identity: str | None = None, entry_ids: list[int] | None = None, where="gallery"
+    ) -> np.ndarray:
+        """Boolean (N,) mask of the entries :meth:`remove` would remove: every entry of
+        ``identity``; or the entries ``entry_ids``; with both, those entries, each of which
+        must be ``identity``'s. ``MfrError`` (nothing selected) for an unknown identity or
+        id, or an entry of another identity (named)."""
+        if identity is None and not entry_ids:
+            raise MfrError(f"{where}: name an identity or give entry ids")
+        if identity is not None and not (self.identities == identity).any():
+            raise MfrError(f"{where}: no identity {identity!r}")
+        if not entry_ids:
+            return self.identities == identity
+        wanted = np.asarray(entry_ids, np.int64)
+        unknown = sorted(set(wanted.tolist()) - set(self.ids.tolist()))
+        if unknown:
+            listed = ", ".join(map(str, unknown))
+            raise MfrError(f"{where}: no entry with id {listed}; nothing removed")
+        chosen = np.isin(self.ids, wanted)
         if identity is not None:
-            drop |= self.identities == identity
-        if entry_ids:
-            drop |= np.isin(self.ids, np.asarray(entry_ids, np.int64))
+            others = chosen & (self.identities != identity)
+            if others.any():
+                ids, names = self.ids[others].tolist(), self.identities[others].tolist()
+                pairs = zip(ids, names, strict=True)
+                named = ", ".join(f"entry {i} belongs to {n!r}" for i, n in pairs)
+                raise MfrError(f"{where}: {named}, not {identity!r}; nothing removed")
+        return chosen
+
+    def remove(
+        self, identity: str | None = None, entry_ids: list[int] | None = None, where="gallery"
+    ) -> int:
+        """Remove the entries :meth:`select` picks (all of ``identity``'s, or the given entry
+        ids, which with ``identity`` must all be its own); returns the count. Raises
+        ``MfrError`` and removes nothing for an unknown identity or id, or a mismatch."""
+        drop = self.select(identity, entry_ids, where)
         keep = ~drop
         self.embeddings, self.identities = self.embeddings[keep], self.identities[keep]
         self.paths, self.ids = self.paths[keep], self.ids[keep]
@@ -184,9 +212,14 @@ class Gallery:
     @classmethod
     def load(cls, path: str | Path) -> Gallery:
         """Read a gallery; a missing, corrupt or foreign file raises one clear ``MfrError``."""
+        from mfr.io import file_kind, missing_file, not_a
+
         path = Path(path)
         if not path.is_file():
-            raise MfrError(f"{path}: no such gallery (create it with `mfr enroll`)")
+            raise missing_file(path, "gallery", "create it with `mfr enroll`")
+        kind = file_kind(path)
+        if kind not in ("a NumPy .npz archive", "a damaged zip archive"):  # no photo, no pickle
+            raise not_a(path, "a gallery (.npz) file", kind)
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {key: data[key] for key in ("embeddings", "identities", "paths", "ids")}
@@ -209,7 +242,8 @@ class Gallery:
                 next_id=int(meta["next_id"]),
             )
         except Exception as error:
-            raise MfrError(f"{path}: corrupt or unreadable gallery file ({error})") from error
+            reason = "holds pickled objects" if "allow_pickle" in str(error) else error
+            raise MfrError(f"{path}: corrupt or unreadable gallery file ({reason})") from None
         n = len(gallery.ids)
         shape = gallery.embeddings.shape
         if (

@@ -32,6 +32,24 @@ from mfr.errors import MfrError
 from mfr.io import atomic_write
 
 
+def check_threshold(value, where: str = "threshold") -> float:
+    """``value`` as a float when it is a cosine similarity in [-1, 1]; else ``MfrError``
+    ``<where> <value>: ...``. A threshold outside the range (or NaN, with which every
+    comparison is false) would decide every pair the same way without a word."""
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if isinstance(value, bool) or not math.isfinite(number) or not -1.0 <= number <= 1.0:
+        raise MfrError(
+            f"{where} {value!r}: a threshold is a cosine similarity, a number in [-1, 1] "
+            "(pairs above it are the same person)"
+        )
+    return number
+
+
 def sidecar_path(spec: str) -> Path:
     """Where the threshold of a dlib or ONNX model is kept."""
     from mfr.embedders import BUILTIN_MODELS
@@ -53,11 +71,10 @@ def read_sidecar(spec: str, fingerprint: str) -> tuple[float, str] | None:
     text = read_text(path, "threshold file")
     try:
         record = json.loads(text)
-        threshold = float(record["threshold"])
+        value = record["threshold"]
     except Exception as error:
         raise MfrError(f"{path}: unreadable threshold file ({error})") from error
-    if not -1.0 <= threshold <= 1.0:
-        raise MfrError(f"{path}: threshold {threshold} is not a cosine similarity in [-1, 1]")
+    threshold = check_threshold(value, f"{path}: threshold")
     if record.get("fingerprint") != fingerprint:
         return None
     return threshold, operating_point(record)
@@ -137,15 +154,11 @@ def calibrate(
 
 def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     """Keep a calibrated threshold with the model (checkpoint key or sidecar); returns where."""
-    threshold = float(record["threshold"])
-    if not -1.0 <= threshold <= 1.0:
-        raise MfrError(f"calibrated threshold {threshold} is not a cosine similarity in [-1, 1]")
+    check_threshold(record["threshold"], "calibrated threshold")
     if spec != "dlib" and Path(spec).suffix not in {".onnx"}:
-        import torch
+        from mfr.io import atomic_save_torch, load_torch
 
-        from mfr.io import atomic_save_torch
-
-        checkpoint = torch.load(spec, map_location="cpu", weights_only=True)
+        checkpoint = load_torch(spec, "an mfr checkpoint (.pt)")
         checkpoint["threshold"] = float(record["threshold"])
         checkpoint["operating_point"] = operating_point(record)
         atomic_save_torch(checkpoint, spec)

@@ -28,7 +28,14 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from mfr.errors import BadImageError, MfrError, OutputError
-from mfr.io import atomic_write, check_writable, name_bytes, remove_stale_temps
+from mfr.io import (
+    atomic_write,
+    check_separate_folders,
+    check_writable,
+    name_bytes,
+    remove_stale_temps,
+    worker_initializer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +157,7 @@ class MaskReport:
 def _check_dst(src: Path, dst: Path) -> None:
     if not src.is_dir():
         raise MfrError(f"{src}: source folder not found")
-    if dst.resolve() == src.resolve():
-        raise MfrError(f"{dst}: the output folder must differ from the source folder")
+    check_separate_folders(src, dst)
     check_writable(dst / MANIFEST)  # a read-only DST, or a file there, fails before any work
 
 
@@ -222,7 +228,7 @@ def mask_folder(
             report.written += 1
             report.finished.append(relpath)
         else:
-            log.warning("skipped %s", reason)
+            log.debug("skipped %s", reason)  # reported once, by the caller, from the report
             report.failures.append((relpath, reason))
     write_manifest(dst, report.finished)
     save_landmarks(dst, {p: landmarks[p] for p in report.finished}, size)
@@ -245,7 +251,8 @@ def _run(job: MaskJob, todo: list, workers: int, progress: bool):
             import multiprocessing
 
             context = multiprocessing.get_context("spawn")
-            with context.Pool(workers, initializer=_init_worker, initargs=(job,)) as pool:
+            init = (_init_worker, job)
+            with context.Pool(workers, initializer=worker_initializer, initargs=init) as pool:
                 for result in pool.imap_unordered(mask_one, todo, chunksize=16):
                     results.append(result)
                     bar.update()

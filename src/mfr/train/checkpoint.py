@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from mfr.errors import CheckpointError
-from mfr.io import atomic_save_torch
+from mfr.io import atomic_save_torch, load_torch
 
 FORMAT = "mfr-recognizer"
 VERSION = 1
@@ -79,13 +79,7 @@ def save_checkpoint(path: str | Path, **fields: Any) -> None:
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load and check a recognizer checkpoint; anything else is a ``CheckpointError``."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a non-checkpoint file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from None
+    checkpoint = load_torch(path, "an mfr checkpoint (.pt)")
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         found = checkpoint.get("format") if isinstance(checkpoint, dict) else None
         kind = f"format {found!r}" if found else "no mfr format tag"

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mfr.errors import ConfigError
+from mfr.io import load_yaml, missing_file, parse_yaml
 
 
 @dataclass
@@ -113,18 +114,11 @@ def load_config(
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
-        import yaml
-
-        from mfr.io import read_text
-
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(read_text(path, "config file"))
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise missing_file(path, "config file", cls=ConfigError)
+        loaded = load_yaml(path, "config file")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a mapping of option: value")
         values = dict(loaded or {})
@@ -156,16 +150,14 @@ _MAPPING_OPTIONS = ("loss_options", "distill")  # set one key with --set distill
 
 
 def _merge_overrides(values: dict[str, Any], overrides) -> None:
-    import yaml
-
     for item in overrides:
         key, sep, raw = item.partition("=")
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError:
+            value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
+        except ConfigError:  # not YAML: the text itself (checked against the option's type)
             value = raw
         parent, dot, child = key.partition(".")
         if dot and parent in _MAPPING_OPTIONS:

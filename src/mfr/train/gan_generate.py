@@ -106,11 +106,12 @@ def generate_dataset(
     from tqdm import tqdm
 
     from mfr.data.gan_data import list_identity_images, read_rgb
-    from mfr.io import atomic_write
+    from mfr.io import atomic_write, check_separate_folders
 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise MfrError(f"{src}: source dataset folder not found")
+    check_separate_folders(src, dst)
     generator, segmenter, opts = load_generator(model_path)
     if segmenter is None:
         raise CheckpointError(f"{model_path}: checkpoint has no segmenter to write mask labels")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from mfr.errors import ConfigError
+from mfr.io import load_yaml, missing_file, parse_yaml
 
 T = TypeVar("T")
 
@@ -64,35 +65,31 @@ def build_options(cls: type[T], values: dict[str, Any], source: str = "config") 
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, Any]:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
-    import yaml
-
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars; a value
+    that is not YAML, such as ``[1``, is kept as text and checked against the option's
+    type)."""
     result: dict[str, Any] = {}
     for pair in pairs or []:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got '{pair}'")
         key, value = pair.split("=", 1)
-        result[key.strip()] = yaml.safe_load(value) if value else ""
+        try:
+            result[key.strip()] = parse_yaml(value, f"--set {key.strip()}") if value else ""
+        except ConfigError:
+            result[key.strip()] = value
     return result
 
 
 def load_options(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
     """Read YAML ``path`` (or defaults when None), apply ``--set`` overrides, validate."""
-    import yaml
-
-    from mfr.io import read_text
-
     values: dict[str, Any] = {}
     source = "defaults"
     if path is not None:
         path = Path(path)
         source = str(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: config file not found")
-        try:
-            loaded = yaml.safe_load(read_text(path, "config file")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML ({error})") from None
+            raise missing_file(path, "config file", cls=ConfigError)
+        loaded = load_yaml(path, "config file") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of options")
         values.update(loaded)

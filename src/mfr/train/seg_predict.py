@@ -36,9 +36,11 @@ def predict_folder(model: MaskSegmenter, src: Path, dst: Path, batch_size: int =
     from tqdm import tqdm
 
     from mfr.data.gan_data import IMAGE_SUFFIXES, read_rgb
-    from mfr.io import atomic_write
+    from mfr.io import atomic_write, check_separate_folders
 
     src, dst = Path(src), Path(dst)
+    if src.exists():
+        check_separate_folders(src, dst)
     if src.is_file():
         files, base = [src], src.parent
     elif src.is_dir():

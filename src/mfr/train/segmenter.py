@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from mfr.errors import CheckpointError, ConfigError
+from mfr.io import load_torch
 from mfr.nets.unet import MaskSegmenter
 
 log = logging.getLogger(__name__)
@@ -173,12 +174,7 @@ def _article(word: str) -> str:
 def read_checkpoint(path: Path, expected_format: str, what: str) -> dict:
     """``torch.load(weights_only=True)`` and check the format tag; CheckpointError otherwise."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({error})") from None
+    payload = load_torch(path, f"{_article(what)} {what} checkpoint (.pt)")
     found = payload.get("format") if isinstance(payload, dict) else None
     if found != expected_format:
         raise CheckpointError(
