@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
-    from mfr.api import FaceRecognizer
+    from mfr.api import FaceRecognizer, decision
     from mfr.errors import MfrError
 
     pairs = read_pairs(data_root() / "lfw" / "meta" / "pairs.csv", args.fold or [1])
@@ -63,23 +63,26 @@ def main(argv: list[str] | None = None) -> int:
     def embedding(path: Path):
         if path not in cache:
             try:
-                cache[path] = recognizer.embed([path], aligned=False)[0]
+                result = recognizer.embed_many([path], aligned=False, skip_errors=False, raw=True)
+                cache[path] = result.embeddings[0]
             except MfrError:
                 cache[path] = None  # no face found: the pair is decided "different"
         return cache[path]
 
     started = time.perf_counter()
-    similarities, truth, failed = [], [], 0
+    similarities, decisions, truth, failed = [], [], [], 0
     for a, b, same in tqdm(pairs, desc="pairs", unit="pair"):
         ea, eb = embedding(a), embedding(b)
         if ea is None or eb is None:
             failed += 1
             similarities.append(-np.inf)  # no face: decided "different"
-        else:
-            similarities.append(float(ea @ eb))
+            decisions.append(False)
+        else:  # the decision `mfr verify A B` prints
+            made = decision(ea, eb, recognizer.threshold, recognizer.distance_rule)
+            similarities.append(made.similarity)
+            decisions.append(made.same)
         truth.append(same)
-    similarities, truth = np.array(similarities), np.array(truth)
-    decisions = similarities > recognizer.threshold
+    similarities, decisions, truth = np.array(similarities), np.array(decisions), np.array(truth)
     figures = {
         "model": recognizer.model.spec,
         "threshold": recognizer.threshold,

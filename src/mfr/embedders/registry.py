@@ -51,13 +51,17 @@ class Threshold:
 
     value: float
     operating_point: str
+    #: decided by the Euclidean distance of the raw embeddings (below it: same), at their real
+    #: lengths; ``value`` is the same rule at the typical length (for normalised embeddings)
+    distance: float | None = None
 
 
 BUILTIN: dict[str, Threshold] = {
     "dlib": Threshold(
         DLIB_THRESHOLD,
-        f"dlib's rule: Euclidean distance < {DLIB_DISTANCE} between raw descriptors of "
-        f"dlib's mean length {DLIB_LENGTH} on LFW",
+        f"dlib's rule: Euclidean distance < {DLIB_DISTANCE} between the raw descriptors, at "
+        f"their real lengths (gallery scores: at dlib's mean length {DLIB_LENGTH})",
+        distance=DLIB_DISTANCE,
     ),
     "dlib-resnet": Threshold(
         0.9080,

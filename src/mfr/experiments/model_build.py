@@ -108,6 +108,7 @@ class Builder:
         self.options = options
         self.log = log
         self.work = Path(options.work)
+        self._full_faces: dict[Path, dict[str, list[str]]] = {}
         if not options.data:
             raise MfrError("model build: no identity folders given (--data)")
         for folder in options.data:
@@ -161,16 +162,19 @@ class Builder:
             return set()
         return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
-    @staticmethod
-    def full_faces(aligned: Path) -> dict[str, list[str]]:
+    def full_faces(self, aligned: Path) -> dict[str, list[str]]:
+        """Identity -> its full-face file names (sorted), read once per folder."""
         from mfr.data.dataset import load_index
 
+        if aligned in self._full_faces:
+            return self._full_faces[aligned]
         index = load_index(aligned)
         images: dict[str, list[str]] = {}
         for path, identity, domain in zip(index.paths, index.identities, index.domains):
             if int(domain) == 0:
                 images.setdefault(identity, []).append(Path(path).name)
-        return {name: sorted(files) for name, files in images.items()}
+        self._full_faces[aligned] = {name: sorted(files) for name, files in images.items()}
+        return self._full_faces[aligned]
 
     def heldout(self, aligned: list[Path]) -> list[tuple[Path, str]]:
         """(aligned folder, identity) of the held-out identities, by a stable hash."""
