@@ -194,3 +194,17 @@ def test_model_build_trains_calibrates_and_installs_a_model_every_command_then_u
     assert recognizer.model.spec == "mfr-masked"
     assert recognizer.threshold == pytest.approx(record["threshold"])
     assert f"threshold {record['threshold']:.4f}" in out
+
+
+def test_far_threshold_accepts_the_given_fraction_of_impostor_pairs(rng):
+    from mfr.experiments.model_build import far_threshold
+
+    unit = rng.normal(size=(60, 8))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    identities = np.repeat(np.arange(20), 3)
+    threshold, count = far_threshold(unit, identities, far=0.05)
+    impostors = [float(unit[i] @ unit[j]) for i in range(60) for j in range(i + 1, 60)
+                 if identities[i] != identities[j]]  # fmt: skip
+    assert count == len(impostors) == 60 * 59 // 2 - 20 * 3
+    accepted = np.mean(np.array(impostors) > threshold)
+    assert accepted == pytest.approx(0.05, abs=1 / count)
