@@ -46,6 +46,17 @@ def test_without_installed_models_the_default_is_dlib_resnet_and_says_why():
     assert recognizer.model.spec == "dlib-resnet"
     assert recognizer.threshold == registry.BUILTIN["dlib-resnet"].value
     assert recognizer.operating_point == registry.BUILTIN["dlib-resnet"].operating_point
+    # dlib's rule needs the raw descriptors' lengths: the embedder must not normalise
+    assert recognizer.distance_rule == 0.6 and recognizer.embedder.normalize is False
+    first, second = recognizer.embed_many(
+        [face_like(np.random.default_rng(0), 0), face_like(np.random.default_rng(1), 1)],
+        aligned=True, raw=True,
+    ).embeddings  # fmt: skip
+    la, lb = np.linalg.norm(first), np.linalg.norm(second)
+    assert not np.isclose(la, 1.0)
+    decision = recognizer.decide(face_like(np.random.default_rng(0), 0),
+                                 face_like(np.random.default_rng(1), 1), aligned=True)  # fmt: skip
+    assert decision.threshold == pytest.approx((la**2 + lb**2 - 0.36) / (2 * la * lb), abs=1e-5)
 
 
 def test_installed_model_resolves_by_name_and_becomes_the_default(tiny_checkpoint, model_home):

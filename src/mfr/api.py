@@ -107,8 +107,10 @@ class FaceRecognizer:
 
         resolved = resolve(model)
         source = resolved.source
+        distance_rule = resolved.threshold is not None and resolved.threshold.distance
+        options = {"normalize": False} if distance_rule and source != "dlib" else {}
         try:
-            embedder = load_embedder(source)
+            embedder = load_embedder(source, **options)
         except ImportError as error:  # an optional dependency or embedder module is missing
             raise MfrError(f"{resolved.spec}: cannot load this model ({error})") from error
         fingerprint = model_fingerprint(source)
