@@ -94,7 +94,7 @@ def embed_dataset(
 
     from mfr.data.dataset import load_index
     from mfr.embedders import load_embedder
-    from mfr.embedders.registry import resolve
+    from mfr.embedders.registry import Resolved, resolve
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
     from mfr.io import atomic_write
@@ -104,7 +104,12 @@ def embed_dataset(
     index = load_index(src, exclude=exclude)
     if limit is not None:
         index = index.subset(np.arange(min(limit, len(index))))
-    resolved = resolve(model)
+    try:
+        resolved = resolve(model)
+    except MfrError:
+        if model is None:
+            raise
+        resolved = Resolved(model, model, None, "model spec")  # the loader's own error, if any
     log(f"model: {resolved.spec} ({resolved.note})")
     model = resolved.source
     embedder = load_embedder(model)
