@@ -40,7 +40,7 @@ def test_load_embedding_model_restores_the_same_network(tmp_path):
     assert torch.equal(model(x), net(x))
     assert meta == {"backbone": "resnet_tiny", "embedding_dim": 8, "input_size": 16,
                     "head": "flatten", "loss": "softmax", "step": 5, "threshold": 0.4,
-                    "config": {"steps": 5}}  # fmt: skip
+                    "operating_point": None, "config": {"steps": 5}}  # fmt: skip
 
 
 def test_checkpoint_embedder_resizes_normalises_and_flip_averages(tmp_path, rng):
