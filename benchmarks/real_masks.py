@@ -11,18 +11,17 @@ masked probes (a miss has no rank and AP 0).
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
 
-def failed_probes(aligned: Path) -> int:
-    path = aligned / "failures.csv"
-    if not path.is_file():
-        return 0
-    with path.open() as handle:
-        return sum(1 for row in csv.DictReader(handle) if "/masked/" in row.get("path", ""))
+def masked_photos(name: str) -> int:
+    """Masked photos of the original dataset (MFR2: labelled masked; rmfrd: under masked/)."""
+    from mfr.data.dataset import load_index
+    from mfr.paths import data_root
+
+    return int((load_index(data_root() / name).domains == 1).sum())
 
 
 def wilson(hits: float, n: int, z: float = 1.96) -> list[float]:
@@ -54,8 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         if mfr(["eval", str(emb), "--json", str(report)]):
             return 2
         figures = json.loads(report.read_text())
-        failed = failed_probes(aligned)
         probes = int(figures["num_probes"])
+        failed = masked_photos(name) - probes
         scale = probes / (probes + failed)
         row = {"probes": probes + failed, "failed_probes": failed}
         for key in ("rank1", "rank5", "mAP"):

@@ -29,6 +29,32 @@ from mfr.gallery.store import Gallery, ModelInfo, normalise
 ImageLike = str | Path | np.ndarray
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One verification: cosine ``similarity``, ``same`` (similarity > ``threshold``), the
+    ``threshold`` used and its ``operating_point``."""
+
+    similarity: float
+    same: bool
+    threshold: float
+    operating_point: str | None
+
+
+def decision(
+    first: np.ndarray,
+    second: np.ndarray,
+    threshold: float,
+    distance_rule: float | None = None,
+    operating_point: str | None = None,
+) -> Decision:
+    """Decide on two raw (not normalised) embeddings, as ``FaceRecognizer.decide`` does."""
+    la, lb = float(np.linalg.norm(first)), float(np.linalg.norm(second))
+    similarity = float(np.dot(first, second)) / max(la * lb, 1e-12)
+    if distance_rule is not None:  # |a - b| < d  <=>  cos > (|a|^2 + |b|^2 - d^2) / (2|a||b|)
+        threshold = (la * la + lb * lb - distance_rule**2) / max(2 * la * lb, 1e-12)
+    return Decision(similarity, similarity > threshold, float(threshold), operating_point)
+
+
 @dataclass
 class EmbedResult:
     """Embeddings of the images that could be used, and the ones skipped (with why)."""
@@ -49,6 +75,7 @@ class FaceRecognizer:
         threshold: float | None = None,
         operating_point: str | None = None,
         note: str = "",
+        distance_rule: float | None = None,
     ):
         from mfr.gallery.threshold import check_threshold
 
@@ -60,6 +87,10 @@ class FaceRecognizer:
         self.operating_point = operating_point if threshold is not None else None
         #: which model this is and why it was chosen (e.g. "default: the best installed model")
         self.note = note
+        #: a model decided by a distance between raw embeddings (dlib: 0.6), else None;
+        #: ``threshold`` is then that rule at the model's typical embedding length (for
+        #: galleries, which keep only normalised embeddings)
+        self.distance_rule = distance_rule if threshold is not None else None
 
     @classmethod
     def load(
@@ -80,8 +111,10 @@ class FaceRecognizer:
             threshold = check_threshold(threshold)
         resolved = resolve(model)
         source = resolved.source
+        distance_rule = resolved.threshold is not None and resolved.threshold.distance
+        options = {"normalize": False} if distance_rule and source != "dlib" else {}
         try:
-            embedder = load_embedder(source)
+            embedder = load_embedder(source, **options)
         except ImportError as error:  # an optional dependency or embedder module is missing
             raise MfrError(f"{resolved.spec}: cannot load this model ({error})") from error
         fingerprint = model_fingerprint(source)
@@ -95,12 +128,14 @@ class FaceRecognizer:
             calibrated = read_sidecar(source, fingerprint)
             if calibrated is not None:
                 threshold, point = calibrated
+        rule = None
         if threshold is None and resolved.threshold is not None:
             threshold, point = resolved.threshold.value, resolved.threshold.operating_point
+            rule = resolved.threshold.distance
         if threshold is None and getattr(embedder, "threshold", None) is not None:
             threshold = float(embedder.threshold)
             point = getattr(embedder, "operating_point", None) or "stored with the model"
-        return cls(embedder, info, threshold, point, resolved.note)
+        return cls(embedder, info, threshold, point, resolved.note, rule)
 
     @property
     def dim(self) -> int:
@@ -120,9 +155,11 @@ class FaceRecognizer:
         aligned: bool | None = None,
         skip_errors: bool = True,
         progress=None,
+        raw: bool = False,
     ) -> EmbedResult:
         """Embed a batch; with ``skip_errors`` an unusable image (unreadable, no face) is
-        recorded in ``skipped`` instead of raising. ``progress(n)`` is called per image."""
+        recorded in ``skipped`` instead of raising. ``progress(n)`` is called per image.
+        ``raw``: the model's own embeddings, not L2-normalised (dlib's are ~1.43 long)."""
         crops, kept, skipped, notes = [], [], [], []
         for i, item in enumerate(images):
             where = str(item) if isinstance(item, str | Path) else f"image {i}"
@@ -141,8 +178,10 @@ class FaceRecognizer:
         if crops:
             names = [str(images[i]) if isinstance(images[i], str | Path) else f"image {i}"
                      for i in kept]  # fmt: skip
-            raw = check_finite(self.embedder.embed(crops, aligned=True), self.model.spec, names)
-            embeddings = normalise(raw)
+            embeddings = check_finite(
+                self.embedder.embed(crops, aligned=True), self.model.spec, names
+            ).astype(np.float32)
+            embeddings = embeddings if raw else normalise(embeddings)
         else:
             embeddings = np.zeros((0, self.dim), np.float32)
         return EmbedResult(embeddings, kept, skipped, notes)
@@ -154,10 +193,28 @@ class FaceRecognizer:
         aligned: bool | None = None,
         threshold: float | None = None,
     ) -> tuple[float, bool]:
-        """(cosine similarity, same person?): same when similarity > the threshold (the
-        model's, or ``threshold``: a cosine similarity in [-1, 1], else ``MfrError``)."""
+        """(cosine similarity, same person?): same when similarity > the threshold (see
+        ``decide``). Raises ``MfrError`` when the model has no threshold."""
+        decision = self.decide(a, b, aligned=aligned, threshold=threshold)
+        return decision.similarity, decision.same
+
+    def decide(
+        self,
+        a: ImageLike,
+        b: ImageLike,
+        aligned: bool | None = None,
+        threshold: float | None = None,
+    ) -> Decision:
+        """The verification decision with the threshold it used.
+
+        Same person when the cosine similarity is above the threshold: ``threshold`` if
+        given, else the model's. A model with a distance rule (``dlib``: raw descriptors less
+        than 0.6 apart) applies it at the two descriptors' real lengths: the threshold is the
+        cosine at which they are exactly that far apart, ``(|a|^2 + |b|^2 - d^2) / (2|a||b|)``.
+        Raises ``MfrError`` when the model has no threshold (it refuses to decide)."""
         from mfr.gallery.threshold import check_threshold
 
+        rule = self.distance_rule if threshold is None else None
         threshold = self.threshold if threshold is None else check_threshold(threshold)
         if threshold is None:
             raise MfrError(
@@ -165,9 +222,8 @@ class FaceRecognizer:
                 "same or different; calibrate one (`mfr verify --calibrate EMB.npz --model "
                 "MODEL`) or pass a threshold (--threshold)"
             )
-        first, second = self.embed([a, b], aligned=aligned)
-        similarity = float(first @ second)
-        return similarity, similarity > threshold
+        result = self.embed_many([a, b], aligned=aligned, skip_errors=False, raw=True)
+        return decision(*result.embeddings, threshold, rule, self.operating_point)
 
     def open_gallery(self, gallery: Gallery | str | Path) -> Gallery:
         """Load ``gallery`` (a path or object) and check it was enrolled with this model."""

@@ -112,7 +112,7 @@ def embed_dataset(
     from mfr.align.detect import MIN_SIDE
     from mfr.data.dataset import load_index
     from mfr.embedders import check_finite, load_embedder
-    from mfr.embedders.registry import resolve
+    from mfr.embedders.registry import Resolved, resolve
     from mfr.errors import MfrError
     from mfr.eval.embeddings import save_embeddings
     from mfr.gallery.fingerprint import model_fingerprint
@@ -130,7 +130,12 @@ def embed_dataset(
         example = index.skipped[0]
         reason = classify(example) or "outside identity folders"
         log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
-    resolved = resolve(model)
+    try:
+        resolved = resolve(model)
+    except MfrError:
+        if model is None:
+            raise
+        resolved = Resolved(model, model, None, "model spec")  # the loader's own error, if any
     log(f"model: {resolved.spec} ({resolved.note})")
     model = resolved.source
     embedder = load_embedder(model)

@@ -366,18 +366,20 @@ def register(app: typer.Typer) -> None:
             return
         if a is None or b is None:
             raise MfrError("verify needs two photos (or --calibrate EMB.npz)")
-        similarity, same = recognizer.verify(a, b, aligned=aligned)
+        decision = recognizer.decide(a, b, aligned=aligned)
         say_model(recognizer)
         if as_json:
-            payload = {"a": str(a), "b": str(b), "similarity": similarity, "same": same,
-                       "threshold": recognizer.threshold, "model": recognizer.model.spec,
-                       "operating_point": recognizer.operating_point}  # fmt: skip
+            payload = {"a": str(a), "b": str(b), "similarity": decision.similarity,
+                       "same": decision.same, "threshold": decision.threshold,
+                       "model": recognizer.model.spec,
+                       "operating_point": decision.operating_point}  # fmt: skip
             typer.echo(json.dumps(payload))
         else:
-            verdict = "same person" if same else "different people"
+            verdict = "same person" if decision.same else "different people"
             typer.echo(
-                f"{verdict}: similarity {similarity:.4f} (threshold {recognizer.threshold:.4f}, "
-                f"model {recognizer.model.spec}; operating point: {recognizer.operating_point})"
+                f"{verdict}: similarity {decision.similarity:.4f} (threshold "
+                f"{decision.threshold:.4f}, model {recognizer.model.spec}; operating point: "
+                f"{decision.operating_point})"
             )
 
     sub = typer.Typer(help="Inspect and edit a gallery.", no_args_is_help=True)

@@ -26,7 +26,9 @@ class CheckpointEmbedder:
     """A trained recognizer: aligned RGB uint8 faces -> L2-normalised float32 (N, D).
 
     Images are resized to the checkpoint's input size; ``flip=True`` adds the embedding of
-    the mirrored image before normalising (flip averaging).
+    the mirrored image before normalising (flip averaging). ``normalize=False`` returns the
+    network's raw embeddings (dlib's weights give ~1.43-long descriptors; dlib's distance
+    rule needs their real length).
     """
 
     def __init__(
@@ -35,6 +37,7 @@ class CheckpointEmbedder:
         device: str = "cpu",
         batch_size: int = 64,
         flip: bool = False,
+        normalize: bool = True,
     ):
         from mfr.train.checkpoint import load_embedding_model
 
@@ -47,6 +50,7 @@ class CheckpointEmbedder:
         self.model.to(self.device)
         self.batch_size = int(batch_size)
         self.flip = flip
+        self.normalize = normalize
         self.input_size = int(self.metadata["input_size"])
         self.dim = int(self.metadata["embedding_dim"])
         self.name = f"{self.path.name} ({self.metadata['backbone']}, {self.metadata['loss']})"
@@ -75,5 +79,7 @@ class CheckpointEmbedder:
             features = self.model(batch).float()
             if self.flip:
                 features = features + self.model(batch.flip(3)).float()
-            out.append(torch.nn.functional.normalize(features, dim=1).cpu())
+            if self.normalize:
+                features = torch.nn.functional.normalize(features, dim=1)
+            out.append(features.cpu())
         return torch.cat(out).numpy().astype(np.float32, copy=False)
