@@ -30,6 +30,7 @@ from mfr.errors import ConfigError
 from mfr.nets.cyclegan import PatchDiscriminator, ResnetGenerator, init_weights
 from mfr.nets.unet import MaskSegmenter
 from mfr.train.image_pool import ImagePool
+from mfr.train.precision import use_bf16
 
 GAN_FORMAT = "mfr-iamgan"
 GAN_VERSION = 1
@@ -215,6 +216,7 @@ class IAMGANModel:
 
     def __init__(self, opts: GanOptions, num_classes: int, segmenter: MaskSegmenter | None):
         self.opts = opts
+        self._bf16: bool | None = None
         self.num_classes = num_classes
         if opts.uses_ip and segmenter is None:
             raise ConfigError(f"variant '{opts.variant}' needs a segmenter (option 'segmenter')")
@@ -247,7 +249,10 @@ class IAMGANModel:
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast for the forward passes when ``bf16`` is set (a no-op otherwise)."""
-        return torch.autocast(self.real_F.device.type, torch.bfloat16, enabled=self.opts.bf16)
+        device = self.real_F.device.type
+        if self._bf16 is None:  # decided once, on the first forward pass's device
+            self._bf16 = use_bf16(self.opts.bf16, device)
+        return torch.autocast(device, torch.bfloat16, enabled=self._bf16)
 
     def forward(self) -> None:
         # Images stay fp32 between the networks (the pools and the losses see fp32).

@@ -39,6 +39,7 @@ from mfr.io import (
     write_text,
 )
 from mfr.train.config import TrainConfig
+from mfr.train.precision import use_bf16
 
 
 @dataclass
@@ -230,7 +231,8 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
         loss_fn.load_state_dict(state["loss_state"])
         if distill is not None:
             distill.load_state_dict(state["distill_state"])
-    model = _Model(backbone, loss_fn, config.bf16, info.device.type, distill).to(info.device)
+    bf16 = use_bf16(config.bf16, info.device.type, log)
+    model = _Model(backbone, loss_fn, bf16, info.device.type, distill).to(info.device)
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if config.head_warmup_steps and info.distributed:
