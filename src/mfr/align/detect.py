@@ -107,7 +107,8 @@ def box_from_landmarks(landmarks68: np.ndarray) -> np.ndarray:
     return np.array([x0 + a * w, y0 + c * h, x1 + b * w, y1 + d * h])
 
 
-def _iou(a, b) -> float:
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when the union is empty."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -132,7 +133,7 @@ def implausible(landmarks68: np.ndarray, box, image_shape) -> str | None:
     if not 0.22 * width <= interocular <= 0.60 * width:
         return "eye distance out of range"
     height, image_width = image_shape[:2]
-    inside = _iou(
+    inside = box_iou(
         box, (max(box[0], 0), max(box[1], 0), min(box[2], image_width), min(box[3], height))
     )
     if inside < 0.7:
@@ -163,7 +164,7 @@ def face_score(image: np.ndarray, box) -> float:
     target = (np.array(box) - [x0, y0, x0, y0]) * factor
     best = -np.inf
     for candidate, score in zip(boxes, scores, strict=True):
-        if _iou(candidate, target) > 0.3:
+        if box_iou(candidate, target) > 0.3:
             best = max(best, float(score))
     return best
 
@@ -199,7 +200,7 @@ def fallback_face(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | s
     for _ in range(FALLBACK_PASSES):
         landmarks = predict_landmarks(image, box)
         previous, box = box, box_from_landmarks(landmarks)
-    if _iou(previous, box) < 0.8:
+    if box_iou(previous, box) < 0.8:
         return "fallback box unstable"
     reason = implausible(landmarks, box, image.shape)
     if reason:

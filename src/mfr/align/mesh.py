@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfr.align.detect import box_iou
 from mfr.errors import MfrError
 
 MEDIAPIPE_VERSION = "0.10.21"
@@ -403,19 +404,11 @@ def tile_levels(image: np.ndarray):
             yield _suppress(found)
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _suppress(faces: list[MeshFace]) -> list[MeshFace]:
     """Keep the best-scoring of overlapping detections (tiles overlap; two models)."""
     kept: list[MeshFace] = []
     for face in sorted(faces, key=lambda f: -f.score):
-        if all(_iou(face.box, other.box) < 0.3 for other in kept):
+        if all(box_iou(face.box, other.box) < 0.3 for other in kept):
             kept.append(face)
     return kept
 
