@@ -199,3 +199,37 @@ def test_per_image_random_streams_depend_only_on_seed_and_path():
     np.testing.assert_array_equal(a, image_rng(3, "x/1.png").integers(1 << 30, size=4))
     assert not np.array_equal(a, image_rng(3, "x/2.png").integers(1 << 30, size=4))
     assert not np.array_equal(a, image_rng(4, "x/1.png").integers(1 << 30, size=4))
+
+
+def test_registry_gives_the_table_labels_and_the_cli_help():
+    from mfr.experiments.cells import AD_HOC, SOURCE_LABELS
+    from mfr.masking.registry import MASK_METHODS, method_help
+
+    labels = {name: method.label for name, method in MASK_METHODS.items()}
+    assert labels == {"erase": "DE", "hull": "KP-CVX", "template": "KP-SYN"}
+    assert AD_HOC == METHODS and all(SOURCE_LABELS[name] == labels[name] for name in METHODS)
+    assert method_help() == "erase (DE), hull (KP-CVX) or template (KP-SYN)"
+    assert REGISTRY["erase"] is erase and REGISTRY["hull"] is hull
+
+
+def test_masking_modules_import_one_another_without_a_cycle():
+    import ast
+    from pathlib import Path
+
+    import mfr.masking
+
+    folder = Path(mfr.masking.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        imports = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mfr.masking."):
+                imports.add(node.module.split(".")[2])
+        graph[path.stem] = imports - {path.stem}
+
+    def reaches(start, target, seen=()):
+        return any(n == target or (n not in seen and reaches(n, target, (*seen, n)))
+                   for n in graph.get(start, ()))  # fmt: skip
+
+    cycles = [name for name in graph if reaches(name, name)]
+    assert not cycles, f"import cycle through {cycles}"

@@ -8,13 +8,13 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
+    from mfr.masking.registry import method_help
+
     @app.command()
     def mask(
         src: Path = typer.Argument(..., help="Aligned dataset with landmarks.npz (mfr align)."),
         dst: Path = typer.Argument(..., help="Output dataset folder."),
-        method: str = typer.Option(
-            "template", help="erase (DE), hull (KP-CVX) or template (KP-SYN)."
-        ),
+        method: str = typer.Option("template", help=method_help() + "."),
         seed: int = typer.Option(0, help="Random seed (per image: seed + relative path)."),
         types: str = typer.Option(
             None,

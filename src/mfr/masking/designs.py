@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 
-from mfr.masking.template import MaskTemplate
+from mfr.masking.mask_template import MaskTemplate
 
 WIDTH, HEIGHT = 400, 320
 WORK_SCALE = 0.5

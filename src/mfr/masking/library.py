@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.errors import ConfigError
-from mfr.masking.template import MaskTemplate
+from mfr.masking.mask_template import MaskTemplate
 
 ANCHOR_KEYS = ("mask_a", "mask_b", "mask_c", "mask_d", "mask_e", "mask_f")
 MAX_SIDE = 320  # templates are shrunk (area averaging) to this working size once, on load

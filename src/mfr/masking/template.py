@@ -11,34 +11,16 @@ label pixel lies at or above the lowest eye landmark (the warped alpha is cut th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from mfr.errors import ConfigError
+from mfr.masking.designs import BuiltinSource
 from mfr.masking.geometry import anchor_points, eye_cut_row, fit_homography, yaw_variant
+from mfr.masking.library import TemplateLibrary
+from mfr.masking.mask_template import MaskTemplate
 
 REFERENCE_BRIGHTNESS = 170.0
 BRIGHTNESS_RANGE = (0.45, 1.15)
-
-
-@dataclass(frozen=True, eq=False)
-class MaskTemplate:
-    """A mask image: ``premultiplied`` RGBA (H x W x 4 uint8, colour already multiplied by
-    alpha) and its six ``anchors`` a..f (6 x 2, template pixels)."""
-
-    name: str
-    premultiplied: np.ndarray
-    anchors: np.ndarray
-
-    @classmethod
-    def from_rgba(cls, name: str, rgba: np.ndarray, anchors) -> MaskTemplate:
-        """Build from a straight (not premultiplied) RGBA uint8 image."""
-        rgba = np.asarray(rgba)
-        alpha = rgba[..., 3:4].astype(np.float32) / 255.0
-        colour = np.round(rgba[..., :3].astype(np.float32) * alpha).astype(np.uint8)
-        premultiplied = np.ascontiguousarray(np.dstack([colour, rgba[..., 3]]))
-        return cls(name, premultiplied, np.asarray(anchors, dtype=np.float64).reshape(6, 2))
 
 
 def _roi(matrix: np.ndarray, template_shape, image_shape) -> tuple[int, int, int, int]:
@@ -152,12 +134,8 @@ class TemplateMasker:
     from the mix, picks the pose variant by yaw and the style with ``rng``."""
 
     def __init__(self, source=None, types: str | dict | None = None, yaw_threshold: float = 0.45):
-        if source is None:
-            from mfr.masking.designs import BuiltinSource
-
-            source = BuiltinSource()
-        self.source = source
-        self.types, self.probabilities = parse_types(types, source.kinds)
+        self.source = BuiltinSource() if source is None else source
+        self.types, self.probabilities = parse_types(types, self.source.kinds)
         self.yaw_threshold = yaw_threshold
         self.last_template: str | None = None
 
@@ -173,3 +151,19 @@ class TemplateMasker:
         template = self.choose(landmarks, rng, anchors)
         self.last_template = template.name
         return apply_template(image, landmarks, template, anchors)
+
+
+def template_method(types: str | dict | None = None, masks=None) -> TemplateMasker:
+    """KP-SYN with the type mix ``types`` from the built-in designs, or from the MaskTheFace
+    folder ``masks`` (:class:`mfr.masking.library.TemplateLibrary`) when given."""
+    return TemplateMasker(None if masks is None else TemplateLibrary(masks), types)
+
+
+_DEFAULT: dict[str, TemplateMasker] = {}
+
+
+def template_mask(image, landmarks, rng):
+    """KP-SYN with the built-in designs, every type equally likely (one masker per process)."""
+    if "masker" not in _DEFAULT:
+        _DEFAULT["masker"] = TemplateMasker()
+    return _DEFAULT["masker"](image, landmarks, rng)
