@@ -151,3 +151,15 @@ def test_losses_run_under_bf16_autocast_with_float32_result(name):
     value.backward()
     assert value.dtype == torch.float32 and torch.isfinite(value)
     assert torch.isfinite(x.grad).all()
+
+
+def test_each_loss_carries_its_table_label_and_the_ranges_of_its_own_options():
+    from mfr.experiments.cells import LOSS_LABELS
+
+    assert LOSS_LABELS == {
+        "softmax": "Softmax", "triplet": "Softmax+Triplet", "center": "Center Loss",
+        "sphereface": "SphereFace", "cosface": "CosFace", "arcface": "ArcFace", "dcr": "DCR",
+    }  # fmt: skip
+    for name, loss in LOSSES.items():
+        assert loss.label, name
+        assert set(loss.option_ranges) <= set(loss_options(name)), name

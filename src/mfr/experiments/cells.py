@@ -8,26 +8,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mfr.errors import MfrError
+from mfr.losses.registry import LOSSES
+from mfr.masking.registry import MASK_METHODS, METHODS
 
-LOSS_LABELS = {
-    "softmax": "Softmax",
-    "triplet": "Softmax+Triplet",
-    "center": "Center Loss",
-    "sphereface": "SphereFace",
-    "cosface": "CosFace",
-    "arcface": "ArcFace",
-    "dcr": "DCR",
-}
+LOSS_LABELS = {name: loss.label for name, loss in LOSSES.items()}
+AD_HOC = METHODS  # the ad-hoc generators: masked twins made by `mfr mask`
 SOURCE_LABELS = {
-    "erase": "DE",
-    "hull": "KP-CVX",
-    "template": "KP-SYN",
+    **{name: method.label for name, method in MASK_METHODS.items()},
     "cyclegan": "CycleGAN",
     "iamgan": "IAMGAN",
     "iamgan-no_rec": "IAMGAN w/o L_rec",
     "iamgan-no_cls": "IAMGAN w/o L_cls",
 }
-AD_HOC = ("erase", "hull", "template")
 
 
 @dataclass(frozen=True)

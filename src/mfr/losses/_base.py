@@ -11,14 +11,52 @@ is kept apart from the small margin functions that turn cosines into logits (one
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
-class RecognitionLoss(nn.Module):
-    """Base class: a training loss over ``(features, labels, domains)``."""
+@dataclass(frozen=True)
+class Range:
+    """The allowed values of a numeric loss option: ``low`` (inclusive, or exclusive when
+    ``open_low``) up to ``high`` (inclusive; None: unbounded)."""
 
+    low: float
+    high: float | None = None
+    open_low: bool = False
+
+    def violation(self, value: float) -> str | None:
+        """``"must be ..."`` when ``value`` is outside the range, else None."""
+        if self.high is not None:
+            inside = self.low <= value <= self.high
+            return None if inside else f"must be in [{self.low:g}, {self.high:g}]"
+        if self.open_low:
+            return None if value > self.low else f"must be > {self.low:g}"
+        return None if value >= self.low else f"must be >= {self.low:g}"
+
+
+NONNEGATIVE = Range(0.0)
+POSITIVE = Range(0.0, open_low=True)
+UNIT = Range(0.0, 1.0)
+
+
+class RecognitionLoss(nn.Module):
+    """Base class: a training loss over ``(features, labels, domains)``.
+
+    A subclass names itself in tables with ``label`` and declares the allowed values of its
+    float options in ``option_ranges`` (option name -> :class:`Range`); its options are the
+    keyword arguments of ``__init__`` after ``num_classes`` and ``embedding_dim``, with
+    defaults. Integer options must be >= 1 and booleans true or false (checked from the
+    defaults by :func:`mfr.losses.registry.build_loss`).
+    """
+
+    #: The loss's name in result tables (the paper's row label).
+    label: ClassVar[str] = ""
+    #: Allowed values of the float options; an option not listed takes any finite number.
+    option_ranges: ClassVar[dict[str, Range]] = {}
     #: The trainer refuses a dataset without masked images when this is True.
     requires_both_domains: bool = False
 

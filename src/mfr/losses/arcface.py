@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
+from mfr.losses._base import NONNEGATIVE, POSITIVE, ClassCenterFC, RecognitionLoss, check_inputs
 
 
 def arcface_margin(
@@ -40,6 +40,9 @@ def arcface_margin(
 
 class ArcFaceLoss(RecognitionLoss):
     """Cross-entropy of ArcFace logits (s=64, m=0.5 rad)."""
+
+    label = "ArcFace"
+    option_ranges = {"scale": POSITIVE, "margin": NONNEGATIVE}
 
     def __init__(
         self,

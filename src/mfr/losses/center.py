@@ -15,12 +15,22 @@ from __future__ import annotations
 
 import torch
 
-from mfr.losses._base import RecognitionLoss, check_inputs, gather_across_ranks, group_means
+from mfr.losses._base import (
+    NONNEGATIVE,
+    UNIT,
+    RecognitionLoss,
+    check_inputs,
+    gather_across_ranks,
+    group_means,
+)
 from mfr.losses.softmax import SoftmaxLoss
 
 
 class CenterLoss(RecognitionLoss):
     """``CE + weight * L_C`` with centres updated by Wen et al.'s rule (rate ``alpha``)."""
+
+    label = "Center Loss"
+    option_ranges = {"weight": NONNEGATIVE, "alpha": UNIT}
 
     def __init__(
         self, num_classes: int, embedding_dim: int, weight: float = 0.01, alpha: float = 0.5

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
+from mfr.losses._base import NONNEGATIVE, POSITIVE, ClassCenterFC, RecognitionLoss, check_inputs
 
 
 def cosface_margin(scaled_cosine: torch.Tensor, labels: torch.Tensor, scale: float, margin: float):
@@ -22,6 +22,9 @@ def cosface_margin(scaled_cosine: torch.Tensor, labels: torch.Tensor, scale: flo
 
 class CosFaceLoss(RecognitionLoss):
     """Cross-entropy of CosFace logits (s=64, m=0.35)."""
+
+    label = "CosFace"
+    option_ranges = {"scale": POSITIVE, "margin": NONNEGATIVE}
 
     def __init__(
         self, num_classes: int, embedding_dim: int, scale: float = 64.0, margin: float = 0.35

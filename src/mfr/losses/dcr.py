@@ -32,6 +32,8 @@ import torch
 import torch.nn.functional as F
 
 from mfr.losses._base import (
+    NONNEGATIVE,
+    UNIT,
     RecognitionLoss,
     check_inputs,
     gather_across_ranks,
@@ -68,6 +70,9 @@ class DCRLoss(RecognitionLoss):
     ``use_single`` / ``use_cross`` switch the two terms off for the paper's ablation (Table 4).
     """
 
+    label = "DCR"
+    option_ranges = {"alpha_s": NONNEGATIVE, "alpha_c": NONNEGATIVE, "gamma": NONNEGATIVE,
+                     "beta": UNIT}  # fmt: skip
     requires_both_domains = True
 
     def __init__(
@@ -162,6 +167,8 @@ class DCRLoss(RecognitionLoss):
 class SoftmaxDCRLoss(RecognitionLoss):
     """Joint supervision (paper section 4.2): ``CE(softmax) + weight * DCR``."""
 
+    label = DCRLoss.label
+    option_ranges = {"weight": NONNEGATIVE, **DCRLoss.option_ranges}
     requires_both_domains = True
 
     def __init__(

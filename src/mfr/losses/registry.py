@@ -1,34 +1,36 @@
-"""The losses by name: ``build_loss(name, num_classes, embedding_dim, **options)``."""
+"""The losses by name: ``build_loss(name, num_classes, embedding_dim, **options)``.
+
+Each loss is listed once, in ``_CLASSES``; its table label (``label``) and the allowed values
+of its options (``option_ranges``) live on its class (:class:`mfr.losses._base.RecognitionLoss`).
+"""
 
 from __future__ import annotations
 
 import inspect
+from importlib import import_module
 from numbers import Real
 
 from mfr.errors import ConfigError
 from mfr.losses._base import RecognitionLoss
-from mfr.losses.arcface import ArcFaceLoss
-from mfr.losses.center import CenterLoss
-from mfr.losses.cosface import CosFaceLoss
-from mfr.losses.dcr import SoftmaxDCRLoss
-from mfr.losses.softmax import SoftmaxLoss
-from mfr.losses.sphereface import SphereFaceLoss
-from mfr.losses.triplet import TripletLoss
 
-LOSSES: dict[str, type[RecognitionLoss]] = {
-    "softmax": SoftmaxLoss,
-    "triplet": TripletLoss,
-    "center": CenterLoss,
-    "sphereface": SphereFaceLoss,
-    "cosface": CosFaceLoss,
-    "arcface": ArcFaceLoss,
-    "dcr": SoftmaxDCRLoss,
+# name -> "module:class" under mfr.losses; a class carries its table label and option ranges.
+_CLASSES = {
+    "softmax": "softmax:SoftmaxLoss",
+    "triplet": "triplet:TripletLoss",
+    "center": "center:CenterLoss",
+    "sphereface": "sphereface:SphereFaceLoss",
+    "cosface": "cosface:CosFaceLoss",
+    "arcface": "arcface:ArcFaceLoss",
+    "dcr": "dcr:SoftmaxDCRLoss",
 }
 
-# Range checks by option name (the same name means the same kind of value in every loss).
-_NONNEGATIVE = {"margin", "weight", "alpha_s", "alpha_c", "gamma", "power", "lambda_min", "base"}
-_POSITIVE = {"scale"}
-_UNIT = {"beta", "alpha"}
+
+def _load(target: str) -> type[RecognitionLoss]:
+    module, _, name = target.partition(":")
+    return getattr(import_module(f"mfr.losses.{module}"), name)
+
+
+LOSSES: dict[str, type[RecognitionLoss]] = {name: _load(t) for name, t in _CLASSES.items()}
 
 
 def loss_options(name: str) -> dict[str, object]:
@@ -62,12 +64,10 @@ def _check_option(loss: str, key: str, value: object, default: object) -> None:
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):
         raise ConfigError(f"{where} must be finite, got {value!r}")
-    if key in _NONNEGATIVE and value < 0:
-        raise ConfigError(f"{where} must be >= 0, got {value!r}")
-    if key in _POSITIVE and value <= 0:
-        raise ConfigError(f"{where} must be > 0, got {value!r}")
-    if key in _UNIT and not 0 <= value <= 1:
-        raise ConfigError(f"{where} must be in [0, 1], got {value!r}")
+    allowed = LOSSES[loss].option_ranges.get(key)
+    problem = allowed.violation(value) if allowed else None
+    if problem:
+        raise ConfigError(f"{where} {problem}, got {value!r}")
 
 
 def build_loss(name: str, num_classes: int, embedding_dim: int, **options) -> RecognitionLoss:

@@ -11,6 +11,8 @@ from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
 class SoftmaxLoss(RecognitionLoss):
     """Cross-entropy of ``f W^T + b``; the domains are ignored."""
 
+    label = "Softmax"
+
     def __init__(self, num_classes: int, embedding_dim: int):
         super().__init__(num_classes, embedding_dim)
         self.fc = ClassCenterFC(num_classes, embedding_dim, normalized=False, bias=True)

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import ClassCenterFC, RecognitionLoss, check_inputs
+from mfr.losses._base import NONNEGATIVE, ClassCenterFC, RecognitionLoss, check_inputs
 
 
 def cos_multiple_angle(cos_t: torch.Tensor, m: int) -> torch.Tensor:
@@ -52,6 +52,9 @@ def sphereface_margin(
 
 class SphereFaceLoss(RecognitionLoss):
     """Cross-entropy of A-Softmax logits with the usual lambda annealing."""
+
+    label = "SphereFace"
+    option_ranges = {name: NONNEGATIVE for name in ("base", "gamma", "power", "lambda_min")}
 
     def __init__(
         self,

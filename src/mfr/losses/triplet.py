@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from mfr.losses._base import RecognitionLoss, check_inputs, pairwise_distance
+from mfr.losses._base import NONNEGATIVE, RecognitionLoss, check_inputs, pairwise_distance
 from mfr.losses.softmax import SoftmaxLoss
 
 
@@ -38,6 +38,9 @@ def batch_hard_triplet(
 
 class TripletLoss(RecognitionLoss):
     """``CE + weight * batch_hard_triplet`` (margin 0.3 by default)."""
+
+    label = "Softmax+Triplet"
+    option_ranges = {"margin": NONNEGATIVE, "weight": NONNEGATIVE}
 
     def __init__(
         self,
