@@ -49,3 +49,17 @@ def test_unknown_backbone_or_head_is_a_config_error():
         build_backbone("resnet101")
     with pytest.raises(ConfigError, match="head"):
         build_backbone("resnet18", head="gdc")
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_backbone_provides_the_documented_interface(name):
+    from mfr.nets.backbones import Backbone
+
+    dim = 128 if name == "dlib-resnet" else 24
+    with torch.device("meta"):  # shapes only
+        net = build_backbone(name, embedding_dim=dim, input_size=64)
+        again = build_backbone(name, embedding_dim=dim, input_size=64, head=net.head_name)
+        out = net.eval()(torch.zeros(2, 3, 64, 64))
+    assert isinstance(net, Backbone) and isinstance(net, torch.nn.Module)
+    assert (net.embedding_dim, net.input_size, out.shape) == (dim, 64, (2, dim))
+    assert again.head_name == net.head_name and isinstance(net.head_name, str)

@@ -416,6 +416,7 @@ class DlibChipBackbone(nn.Module):
     """
 
     head_name = "dlib-chip"
+    embedding_dim = EMBEDDING_DIM
 
     def __init__(self, input_size: int = 112):
         super().__init__()
@@ -442,3 +443,22 @@ class DlibChipBackbone(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net((self.chips(images) - self.net.mean[None, :, None, None]) / 256.0)
+
+
+def dlib_backbone(
+    embedding_dim: int = EMBEDDING_DIM, input_size: int = 112, head=None, dropout: float = 0.0
+) -> DlibChipBackbone:
+    """The ``dlib-resnet`` backbone; options it cannot honour (another embedding size or
+    head, dropout, inputs under 16 px) raise :class:`mfr.errors.ConfigError`."""
+    from mfr.errors import ConfigError
+
+    name = "dlib-resnet"
+    if embedding_dim != EMBEDDING_DIM:
+        raise ConfigError(f"{name} embeds in {EMBEDDING_DIM} dimensions, not {embedding_dim}")
+    if head not in (None, DlibChipBackbone.head_name):
+        raise ConfigError(f"{name} has its own head ({DlibChipBackbone.head_name}), not {head!r}")
+    if dropout:
+        raise ConfigError(f"{name} has no dropout option (got {dropout})")
+    if input_size < 16:
+        raise ConfigError(f"input size {input_size} is too small for {name} (need >= 16)")
+    return DlibChipBackbone(input_size)
