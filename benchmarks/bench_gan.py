@@ -1,6 +1,6 @@
 """IAMGAN iteration time vs the plain CycleGAN iteration (variant no_ip), same size, same run.
 
-    .venv/bin/python benchmarks/bench_gan.py [--config configs/gan-cpu.yaml] [--iters 10]
+    .venv/bin/python benchmarks/bench_gan.py [--config src/mfr/configs/gan-cpu.yaml] [--iters 10]
 
 Both models are built from the same options (only ``variant`` differs) and stepped on the
 same random batches, alternating, so machine noise hits both alike. The IAMGAN step adds S's
@@ -22,7 +22,7 @@ from mfr.train.options import load_options
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="configs/gan-cpu.yaml")
+    parser.add_argument("--config", default="src/mfr/configs/gan-cpu.yaml")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)

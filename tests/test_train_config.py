@@ -58,9 +58,9 @@ def test_missing_or_non_mapping_yaml_is_a_config_error(tmp_path):
 
 
 def test_shipped_configs_load(tmp_path):
-    from pathlib import Path
+    from mfr.paths import config_dir
 
-    configs = Path(__file__).parents[1] / "configs"
+    configs = config_dir()
     paper = load_config(configs / "recognizer-paper.yaml")
     assert (paper.backbone, paper.input_size, paper.steps, paper.p, paper.k) == (
         "resnet50", 112, 60000, 32, 6)  # fmt: skip
@@ -81,9 +81,9 @@ def test_cli_reports_a_bad_config_in_one_line_and_shows_a_good_one(tmp_path, cap
 
 
 def test_every_shipped_recognizer_config_loads_and_distillation_configs_name_a_teacher():
-    from pathlib import Path
+    from mfr.paths import config_dir
 
-    configs = Path(__file__).parents[1] / "configs"
+    configs = config_dir()
     names = ("recognizer-", "distill-")
     shipped = [p for p in sorted(configs.glob("*.yaml")) if p.name.startswith(names)]
     assert len(shipped) >= 7

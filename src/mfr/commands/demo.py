@@ -12,7 +12,7 @@ def register(app: typer.Typer) -> None:
     def demo(
         out: Path = typer.Option(Path("runs/demo"), "--out", help="Where results and report go."),
         config: Path | None = typer.Option(
-            None, "--config", help="Experiment YAML (default configs/demo.yaml)."
+            None, "--config", help="Experiment YAML (default mfr/configs/demo.yaml)."
         ),
     ) -> None:
         """Align LFW and mfr2-dev, synthesize masked twins, train a recognizer with DCR,

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
 
     @sub.command("train")
     def train(
-        config: Path = typer.Option(None, "--config", help="YAML options (configs/seg-*.yaml)."),
+        config: Path = typer.Option(None, "--config", help="YAML options (mfr/configs/seg-*)."),
         overrides: list[str] = typer.Option(None, "--set", help="Override an option: key=value."),
         resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     ) -> None:

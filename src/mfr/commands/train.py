@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def train(
         config: Path = typer.Option(
-            None, "--config", "-c", help="YAML config (see configs/recognizer-*.yaml)."
+            None, "--config", "-c", help="YAML config (see mfr/configs/recognizer-*.yaml)."
         ),
         overrides: list[str] = typer.Option(
             None,

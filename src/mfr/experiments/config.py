@@ -1,4 +1,5 @@
-"""Experiment settings: a YAML file (``configs/experiment-<scale>.yaml``) read into a dataclass."""
+"""Experiment settings: a YAML file (shipped: ``src/mfr/configs/experiment-<scale>.yaml``)
+read into a dataclass."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from mfr.errors import ConfigError
+from mfr.paths import config_dir
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+CONFIG_DIR = config_dir()  # the shipped configs (mfr.paths)
 
 
 @dataclass
@@ -49,7 +51,8 @@ class ExperimentConfig:
 
 
 def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> ExperimentConfig:
-    """Read ``path`` (default ``configs/experiment-<scale>.yaml``); unknown keys are an error."""
+    """Read ``path`` (default: the shipped ``experiment-<scale>.yaml``); unknown keys are an
+    error."""
     from mfr.io import load_yaml
 
     path = Path(path) if path is not None else CONFIG_DIR / f"experiment-{scale}.yaml"

@@ -1,6 +1,6 @@
 """The main job: align -> synthesize masks -> build mfr's masked-face model -> evaluate -> report.
 
-Sized by ``configs/demo.yaml`` (every stage's size is a setting there) to finish in about 12
+Sized by ``src/mfr/configs/demo.yaml`` (every stage's size is a setting there) to finish in about 12
 minutes from a fresh clone on 2 CPU cores. ``mfr-masked`` — dlib's network fine-tuned with
 the recipe of ``mfr model build`` (``mfr.experiments.model_build``) at the demo's size — is
 built and installed, then compared with the off-the-shelf dlib descriptor, dlib's weights on
@@ -38,7 +38,7 @@ DEMO_CELLS = [
 
 def _commit() -> str:
     try:
-        root = Path(__file__).resolve().parents[3]
+        root = Path(__file__).resolve().parent  # git finds the checkout above; none: unknown
         return (
             subprocess.run(
                 ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True

@@ -1,6 +1,6 @@
 """``mfr model build``: fine-tune the masked-face model with the best recipe and install it.
 
-The recipe (``configs/model-masked.yaml``, chosen on held-out identities: docs/training.md):
+The recipe (``src/mfr/configs/model-masked.yaml``, chosen on held-out identities: docs/training.md):
 dlib's face ResNet, ported to torch (``backbone: dlib-resnet``) and started from dlib's shipped
 weights, fine-tuned on the given identity folders and their synthetic masked twins (KP-SYN and
 KP-CVX: two mask styles) with DCR + softmax + distillation towards dlib's embedding of each
@@ -88,7 +88,7 @@ def source_name(folder: Path) -> str:
 
 def commit() -> str:
     """The git commit of this checkout (``unknown`` outside one), ``+dirty`` if modified."""
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parent  # git finds the checkout above; none: unknown
 
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=10)

@@ -39,7 +39,7 @@ VARIANTS = ("full", "no_ip", "no_rec", "no_cls")
 
 @dataclass
 class GanOptions:
-    """IAMGAN options (``configs/gan-*.yaml``)."""
+    """IAMGAN options (``mfr/configs/gan-*.yaml``)."""
 
     variant: str = "full"  # full | no_ip (plain CycleGAN) | no_rec | no_cls
     size: int = 64

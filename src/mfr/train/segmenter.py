@@ -23,7 +23,7 @@ SEG_VERSION = 1
 
 @dataclass
 class SegOptions:
-    """Segmenter training options (``configs/seg-*.yaml``)."""
+    """Segmenter training options (``mfr/configs/seg-*.yaml``)."""
 
     data: str = "mask-seg"  # relative to the data root, or an absolute path
     extra_label_roots: list[str] = field(default_factory=list)  # `mfr mask` outputs (_labels/)
