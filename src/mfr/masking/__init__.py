@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mfr.masking.erase import erase  # the methods' functions, as mfr.masking exported them
+from mfr.masking.hull import hull
 from mfr.masking.registry import MASK_METHODS, METHODS
+from mfr.masking.template import template_mask
 
 REGISTRY = {name: method.load() for name, method in MASK_METHODS.items()}
 
@@ -27,4 +30,4 @@ def make_method(name: str, types: str | None = None, masks: str | Path | None = 
     return MASK_METHODS[name].build(types, masks)
 
 
-__all__ = ["METHODS", "REGISTRY", "make_method"]
+__all__ = ["METHODS", "REGISTRY", "erase", "hull", "make_method", "template_mask"]
