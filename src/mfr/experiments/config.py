@@ -54,7 +54,6 @@ class ExperimentConfig:
     # head_warmup_steps, name, ...); empty: the demo builds none
     model_build: dict[str, Any] = field(default_factory=dict)
 
-
     def validate(self, source: str) -> None:
         if self.distill_tables and not self.distill.get("teacher"):
             raise ConfigError(f"{source}: option 'distill_tables' needs 'distill' with a teacher")

@@ -217,5 +217,5 @@ def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise wrong()
-        return {name: _coerce(f"{key}.{name}", item, args[1], source) for name, item in value.items()}
+        return {name: _coerce(f"{key}.{name}", v, args[1], source) for name, v in value.items()}
     return value
