@@ -124,6 +124,7 @@ def test_dotted_set_into_an_option_that_is_not_a_mapping_is_an_error():
         (["gan", "train"], "bf16: 1", "option 'bf16' expects bool, got 1"),
         (["seg", "train"], "epochz: 3", "unknown option(s) epochz (known: "),
         (["train"], "distill:\n  teacher: dlib\n  metrik: l2", "unknown distill option(s) metrik"),
+        (["experiment", "table1"], "train:\n  bf16: 1", "option 'train.bf16' expects bool, got 1"),
     ],
 )
 def test_cli_reports_a_bad_option_in_one_line_naming_the_file(tmp_path, capsys, command, line,
