@@ -95,6 +95,8 @@ def validation_report(
                      "full-face gallery images (both are needed)")  # fmt: skip
     generated = generate_pairs(emb.identities, emb.domains, PAIRS_PER_FOLD, seed=PAIRS_SEED)
     pairs = generated.pairs
+    if generated.shrunk:
+        notes.append(generated.note())
     verification = None
     if len(pairs) >= 10:
         sims = pair_similarities(l2_normalise(emb.embeddings), pairs.a, pairs.b)
