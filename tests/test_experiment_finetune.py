@@ -141,7 +141,7 @@ def test_heldout_identities_come_from_lfw_and_celeba_and_are_never_trained_on(
     tmp_path, monkeypatch
 ):
     from mfr.train.config import TrainConfig
-    from mfr.train.recognizer import load_training_data
+    from mfr.train.selection import load_training_data
 
     shared = tmp_path / "shared"
     (shared / "celeba").mkdir(parents=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from _train_data import make_dataset, tiny_overrides
 
 from mfr.train.config import TrainConfig, apply_overrides
-from mfr.train.recognizer import load_training_data
+from mfr.train.selection import load_training_data
 
 
 def test_max_images_keeps_first_full_faces_with_their_masked_twins(tmp_path):

@@ -1,15 +1,17 @@
-"""Experiment settings: a YAML file (shipped: ``src/mfr/configs/experiment-<scale>.yaml``)
-read into a dataclass."""
+"""Experiment settings: a YAML file (shipped: ``src/mfr/configs/experiment-<scale>.yaml``) read
+into a dataclass by the one options loader (:mod:`mfr.train.options`: unknown keys and wrong
+types name the file and the key, also inside ``train`` and ``distill``)."""
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mfr.errors import ConfigError
 from mfr.paths import config_dir
+from mfr.train.config import DistillOptions, TrainConfig
+from mfr.train.options import build_options, load_options
 
 CONFIG_DIR = config_dir()  # the shipped configs (mfr.paths)
 
@@ -39,41 +41,35 @@ class ExperimentConfig:
     second_seed_tables: list[str] = field(default_factory=list)
     size: int = 112  # alignment size; training resizes to train.input_size
     workers: int = 2
-    train: dict[str, Any] = field(default_factory=dict)  # recognizer config overrides
+    # recognizer options every cell shares (TrainConfig keys and types; the cell adds data,
+    # loss and seed, so ranges are checked per cell)
+    train: dict[str, Any] = field(
+        default_factory=dict, metadata={"schema": TrainConfig, "validate": False}
+    )
     # the tables (e.g. [table1]) whose trained rows get a "+distill" twin trained with
     # ``distill`` (the recognizer's distill mapping, e.g. {teacher: dlib-resnet})
     distill_tables: list[str] = field(default_factory=list)
-    distill: dict[str, Any] = field(default_factory=dict)
+    distill: dict[str, Any] = field(default_factory=dict, metadata={"schema": DistillOptions})
     bootstrap: int = 0  # > 0: identity resamples of each test's 95 % intervals (mfr eval)
     # the demo's masked-face model (mfr.experiments.model_build.BuildOptions fields: steps,
     # head_warmup_steps, name, ...); empty: the demo builds none
     model_build: dict[str, Any] = field(default_factory=dict)
 
+    def validate(self, source: str) -> None:
+        if self.distill_tables and not self.distill.get("teacher"):
+            raise ConfigError(f"{source}: option 'distill_tables' needs 'distill' with a teacher")
+        unknown_sources = sorted(set(self.heldout_sources) - {"lfw", "celeba"})
+        if unknown_sources:
+            raise ConfigError(f"{source}: heldout_sources: unknown {', '.join(unknown_sources)}")
+        if self.model_build:
+            from mfr.experiments.model_build import BuildOptions  # it imports CONFIG_DIR
+
+            build_options(BuildOptions, self.model_build, source, prefix="model_build.")
+
 
 def load_experiment_config(path: str | Path | None, scale: str = "cpu") -> ExperimentConfig:
-    """Read ``path`` (default: the shipped ``experiment-<scale>.yaml``); unknown keys are an
-    error."""
-    from mfr.io import load_yaml
-
+    """Read ``path`` (default: the shipped ``experiment-<scale>.yaml``) into a checked
+    :class:`ExperimentConfig`; a missing file, an unknown key or a wrong type is a
+    :class:`~mfr.errors.ConfigError` naming the file (and the key)."""
     path = Path(path) if path is not None else CONFIG_DIR / f"experiment-{scale}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: experiment config not found")
-    values = load_yaml(path, "experiment config") or {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: an experiment config must be a mapping")
-    known = {f.name for f in dataclasses.fields(ExperimentConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
-    try:
-        config = ExperimentConfig(**values)
-    except TypeError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    if not isinstance(config.train, dict):
-        raise ConfigError(f"{path}: option 'train' must be a mapping of recognizer options")
-    if config.distill_tables and not config.distill.get("teacher"):
-        raise ConfigError(f"{path}: option 'distill_tables' needs 'distill' with a teacher")
-    unknown_sources = sorted(set(config.heldout_sources) - {"lfw", "celeba"})
-    if unknown_sources:
-        raise ConfigError(f"{path}: heldout_sources: unknown {', '.join(unknown_sources)}")
-    return config
+    return load_options(ExperimentConfig, path, what="experiment config")

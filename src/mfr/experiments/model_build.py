@@ -295,7 +295,7 @@ def _stored_config(checkpoint: Path) -> dict:
 
 
 def _count_training(config) -> dict:
-    from mfr.train.recognizer import load_training_data
+    from mfr.train.selection import load_training_data
 
     data = load_training_data(config, log=lambda _: None)
     return {"images": len(data.paths), "masked": int((data.domains == 1).sum()),

@@ -1,22 +1,60 @@
-"""The recognizer training config: a typed dataclass read from YAML plus ``key=value`` overrides.
+"""The recognizer training config (``mfr train``) and its distillation options.
 
-Unknown keys and values of the wrong type are a :class:`~mfr.errors.ConfigError` naming the key
-and the file. ``--set`` values are parsed as YAML scalars (``--set steps=100``,
-``--set bf16=true``, ``--set data=[a,b]``); keys of ``loss_options`` are set with a dot
-(``--set loss_options.alpha_s=0.6``).
+Read through the one options loader (:mod:`mfr.train.options`: YAML plus ``--set``; unknown
+keys and wrong types are a :class:`~mfr.errors.ConfigError` naming the file and the key).
+Keys of the mapping options are set with a dot (``--set loss_options.alpha_s=0.6``,
+``--set distill.teacher=dlib``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mfr.errors import ConfigError
-from mfr.io import load_yaml, missing_file, parse_yaml
+from mfr.train.options import build_options, load_options, override_options
+
+
+@dataclass
+class DistillOptions:
+    """Teacher-guided training (docs/distillation.md): a recognizer config's ``distill``.
+
+    ``teacher`` (required): ``dlib``/``dlib-resnet``, an mfr checkpoint or an ONNX file;
+    ``cache``: the folder of the teacher's cached embeddings; the rest are the arguments of
+    :class:`mfr.distill.DistillationLoss` (``metric`` cosine | l2, the three term weights,
+    ``warmup_steps`` of the linear ramp).
+    """
+
+    teacher: str = ""
+    cache: str = "runs/teacher-cache"
+    metric: str = "cosine"
+    weight_full: float = 1.0
+    weight_masked: float = 1.0
+    weight_relational: float = 1.0
+    warmup_steps: int = 0
+
+    def validate(self, source: str = "config") -> None:
+        if not self.teacher:
+            raise ConfigError(
+                f"{source}: distill needs 'teacher' (dlib, a checkpoint or an ONNX file)"
+            )
+        if self.metric not in ("cosine", "l2"):
+            raise ConfigError(
+                f"{source}: option 'distill.metric' must be 'cosine' or 'l2', got {self.metric!r}"
+            )
+        for name in ("weight_full", "weight_masked", "weight_relational", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise ConfigError(
+                    f"{source}: option 'distill.{name}' must be >= 0, got {getattr(self, name)}"
+                )
+
+    def loss_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of :class:`mfr.distill.DistillationLoss`."""
+        values = dataclasses.asdict(self)
+        del values["teacher"], values["cache"]
+        return values
 
 
 @dataclass
@@ -68,9 +106,9 @@ class TrainConfig:
     checkpoint_every: int = 1000
     val_data: str | None = None  # a dataset evaluated by mfr.eval every val_every steps
     val_every: int = 0
-    # teacher-guided training (docs/distillation.md): {} = off; keys: teacher (required),
-    # cache, metric, weight_full, weight_masked, weight_relational, warmup_steps
-    distill: dict[str, Any] = field(default_factory=dict)
+    # teacher-guided training (docs/distillation.md): {} = off; else DistillOptions' keys,
+    # checked by them (teacher required) and kept as the plain mapping given
+    distill: dict[str, Any] = field(default_factory=dict, metadata={"schema": DistillOptions})
 
     def validate(self, source: str = "config") -> None:
         """Range checks that types alone cannot express."""
@@ -111,109 +149,19 @@ def load_config(
     path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
 ) -> TrainConfig:
     """Read ``path`` (YAML mapping; None = defaults) and apply ``key=value`` overrides."""
-    values: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        if not path.is_file():
-            raise missing_file(path, "config file", cls=ConfigError)
-        loaded = load_yaml(path, "config file")
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: a config must be a mapping of option: value")
-        values = dict(loaded or {})
-    _merge_overrides(values, overrides)
-    return config_from_dict(values, source + (" with --set" if overrides else ""))
+    return load_options(TrainConfig, path, overrides)
 
 
 def config_from_dict(values: dict[str, Any], source: str = "config") -> TrainConfig:
     """Build a checked :class:`TrainConfig` from a plain dict."""
-    hints = typing.get_type_hints(TrainConfig)
-    unknown = sorted(set(values) - set(hints))
-    if unknown:
-        known = ", ".join(hints)
-        raise ConfigError(f"{source}: unknown option(s) {', '.join(unknown)} (known: {known})")
-    coerced = {key: _coerce(key, value, hints[key], source) for key, value in values.items()}
-    config = TrainConfig(**coerced)
-    config.validate(source)
-    return config
+    return build_options(TrainConfig, values, source)
 
 
 def apply_overrides(config: TrainConfig, overrides) -> TrainConfig:
     """Apply ``key=value`` strings (values parsed as YAML) to a copy of ``config``."""
-    values = config.to_dict()
-    _merge_overrides(values, overrides)
-    return config_from_dict(values, "--set" if overrides else "config")
+    return override_options(config, overrides)
 
 
-_MAPPING_OPTIONS = ("loss_options", "distill")  # set one key with --set distill.teacher=dlib
-
-
-def _merge_overrides(values: dict[str, Any], overrides) -> None:
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value")
-        try:
-            value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
-        except ConfigError:  # not YAML: the text itself (checked against the option's type)
-            value = raw
-        parent, dot, child = key.partition(".")
-        if dot and parent in _MAPPING_OPTIONS:
-            options = values.get(parent) or {}
-            if not isinstance(options, dict):
-                raise ConfigError(f"--set {item!r}: option '{parent}' is not a mapping")
-            values[parent] = {**options, child: value}
-        else:
-            values[key] = value
-
-
-def _coerce(key: str, value: Any, annotation: Any, source: str) -> Any:
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        if value is None:
-            return None
-        annotation = next(a for a in args if a is not type(None))
-        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-
-    def wrong() -> ConfigError:
-        name = getattr(annotation, "__name__", str(annotation))
-        if origin is list:
-            name = f"a list of {args[0].__name__}"
-        elif origin is dict:
-            name = "a mapping"
-        return ConfigError(f"{source}: option '{key}' expects {name}, got {value!r}")
-
-    if annotation is bool:
-        if not isinstance(value, bool):
-            raise wrong()
-        return value
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise wrong()
-        return value
-    if annotation is float:
-        if isinstance(value, str):  # YAML 1.1 reads 1e-4 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise wrong() from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise wrong()
-        return float(value)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise wrong()
-        return value
-    if origin is list:
-        if isinstance(value, str | int | float) and not isinstance(value, bool):
-            value = [value]  # a single path or number where a list is expected
-        if not isinstance(value, list):
-            raise wrong()
-        return [_coerce(key, item, args[0], source) for item in value]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise wrong()
-        return dict(value)
-    return value
+def distill_options(values: dict[str, Any], source: str = "config") -> DistillOptions:
+    """The checked :class:`DistillOptions` of a recognizer config's ``distill`` mapping."""
+    return build_options(DistillOptions, values, source, prefix="distill.")
