@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfr.data.images import IMAGE_SUFFIXES, is_image_path, read_image, write_image
+from mfr.data.images import read_image, write_image
+from mfr.data.layout import IMAGE_SUFFIXES, is_image_path
 from mfr.errors import BadImageError, MfrError
 
 

@@ -23,7 +23,18 @@ import numpy as np
 
 from mfr.align.detect import DEFAULT_DETECTOR
 from mfr.align.landmarks import save_landmarks
+from mfr.data.dataset import load_index
 from mfr.data.images import read_image
+from mfr.data.layout import (
+    LFW_IMAGES,
+    MANIFEST_NAME,
+    image_relpath,
+    is_lfw_root,
+    is_mfr2_root,
+    list_mfr2,
+    relpath_row,
+    write_manifest_rows,
+)
 from mfr.errors import MfrError
 from mfr.io import (
     atomic_write,
@@ -34,7 +45,6 @@ from mfr.io import (
 )
 
 PARTS = ".align-parts"
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 OUTPUT_EXTENSION = ".png"  # lossless: masking and GAN steps re-encode, so no JPEG generations
 FLUSH_EVERY = 256
 FLUSH_SECONDS = 30.0
@@ -80,111 +90,40 @@ class Summary:
 # ----------------------------------------------------------------------------- sources
 
 
-def _output_for(identity: str, domain: int, stem: str) -> str:
-    return (
-        f"{identity}/masked/{stem}{OUTPUT_EXTENSION}"
-        if domain
-        else f"{identity}/{stem}{OUTPUT_EXTENSION}"
-    )
-
-
-def _is_image(path: Path) -> bool:
-    return (
-        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
-
-
-def _mfr2_items(root: Path, labels: Path) -> list[Item]:
-    """MFR2 layout: ``<Id>/<Id>_NNNN.png`` with ``mfr2_labels.txt`` lines ``Id, N, masktype``."""
-    from mfr.data.dataset import read_mfr2_labels
-
-    masked = {(identity, number): masktype != "no-mask"
-              for identity, number, masktype in read_mfr2_labels(labels)}  # fmt: skip
-    items = []
-    for path in sorted(root.glob("*/*")):
-        if not _is_image(path) or path.parent.name.startswith(("_", ".")):
-            continue
-        identity = path.parent.name
-        number = re.search(r"(\d+)$", path.stem)
-        domain = int(masked.get((identity, int(number.group(1)) if number else -1), False))
-        items.append(
-            Item(path, path.relative_to(root).as_posix(), _output_for(identity, domain, path.stem))
-        )
-    return items
-
-
-def _walk_items(root: Path, skipped: list) -> list[Item]:
-    """Identity folders: ``ROOT/<identity>/<image>`` and ``ROOT/<identity>/masked/<image>``."""
-    items = []
-    for identity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if identity_dir.name.startswith(("_", ".")):
-            continue
-        for path in sorted(identity_dir.rglob("*")):
-            if not _is_image(path):
-                if path.is_file() and not path.name.startswith("."):
-                    skipped.append(path)
-                continue
-            rel = path.relative_to(root)
-            domain = int("masked" in rel.parts[1:-1])
-            items.append(
-                Item(path, rel.as_posix(), _output_for(identity_dir.name, domain, path.stem))
-            )
-    return items
-
-
-def _index_items(src: Path, skipped: list) -> list[Item] | None:
-    """Items from ``mfr.data.dataset.load_index`` when that module exists, else None."""
+def _item(path: Path, base: Path, identity: str, domain: int) -> Item:
     try:
-        from mfr.data.dataset import load_index
-    except ImportError:
-        return None
-    index = load_index(src)
-    skipped.extend(getattr(index, "skipped", []))
-    base = (src if src.is_dir() else src.parent).resolve()
-    items = []
-    for path, identity, domain in zip(index.paths, index.identities, index.domains):
-        path = Path(path)
-        try:
-            name = path.relative_to(base).as_posix()
-        except ValueError:
-            name = str(path)
-        items.append(Item(path, name, _output_for(identity, int(domain), path.stem)))
-    return items
+        name = path.relative_to(base).as_posix()
+    except ValueError:
+        name = str(path)
+    return Item(path, name, image_relpath(identity, domain, path.stem + OUTPUT_EXTENSION))
 
 
 def list_sources(src: str | Path, skipped: list | None = None) -> list[Item]:
-    """Every image of SRC (identity folders, a manifest CSV, the MFR2 or LFW layout); files
-    that are not images are appended to ``skipped``."""
+    """Every image of SRC in any layout :mod:`mfr.data.layout` reads (identity folders, a
+    manifest CSV, the MFR2 or LFW layout); files that are not taken are appended to
+    ``skipped``. MFR2 images without a label line are aligned too, in the domain their
+    folders give. Raises ``MfrError`` for a missing SRC and a dataset without images."""
     skipped = [] if skipped is None else skipped
     src = Path(src)
     if not src.exists():
         raise MfrError(f"{src}: no such file or folder")
-    if src.is_dir() and (src / "images").is_dir() and (src / "meta").is_dir():
-        src = src / "images"  # the LFW layout: lfw/images/<Name>/<Name>_NNNN.jpg
-    if src.is_dir() and (src / "mfr2_labels.txt").is_file():
-        return _mfr2_items(src, src / "mfr2_labels.txt")
-    items = _index_items(src, skipped)
-    if items is not None:
-        return items
-    if src.is_file() and src.suffix.lower() == ".csv":
-        return _manifest_items(src)
-    if not src.is_dir():
-        raise MfrError(f"{src}: expected a folder of identity folders or a manifest CSV")
-    return _walk_items(src, skipped)
-
-
-def _manifest_items(manifest: Path) -> list[Item]:
-    with open(manifest, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"path", "identity"} <= set(reader.fieldnames):
-            raise MfrError(f"{manifest}: a manifest needs the columns path,identity[,domain]")
-        rows = list(reader)
-    items = []
-    for row in rows:
-        path = manifest.parent / row["path"]
-        domain = int(row.get("domain") or 0)
-        items.append(Item(path, row["path"], _output_for(row["identity"], domain, path.stem)))
-    return items
+    if src.is_dir() and is_lfw_root(src):
+        src = src / LFW_IMAGES  # failure lists name LFW images <Name>/<Name>_NNNN.jpg
+    if src.is_dir() and is_mfr2_root(src):
+        listing = list_mfr2(src)
+        unlabeled = set(listing.unlabeled)
+        skipped.extend(p for p in listing.skipped if p not in unlabeled)
+        rows = list(zip(listing.paths, listing.identities, listing.domains))
+        for path in listing.unlabeled:
+            rows.append((path, *relpath_row(path.relative_to(src).as_posix())[1:]))
+        return [_item(p, src, identity, domain) for p, identity, domain in sorted(rows)]
+    index = load_index(src)
+    skipped.extend(index.skipped)
+    base = (src if src.is_dir() else src.parent).resolve()
+    return [
+        _item(Path(path), base, identity, int(domain))
+        for path, identity, domain in zip(index.paths, index.identities, index.domains)
+    ]
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -368,12 +307,7 @@ def merge_parts(dst: str | Path, summary: Summary | None = None) -> Summary:
     present = {output: record for output, record in done.items() if (dst / output).is_file()}
     summary.missing_images = len(done) - len(present)
     save_landmarks(dst, {output: record["landmarks"] for output, record in present.items()}, size)
-    with atomic_write(dst / "manifest.csv", "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "identity", "domain"])
-        for output in sorted(present):
-            parts = output.split("/")
-            writer.writerow([output, parts[0], int("masked" in parts[1:-1])])
+    write_manifest_rows(dst / MANIFEST_NAME, [relpath_row(output) for output in sorted(present)])
     with atomic_write(dst / "failures.csv", "w") as handle:
         writer = csv.writer(handle, lineterminator="\n")
         writer.writerow(["path", "reason"])
@@ -432,7 +366,7 @@ def align_folder(
             seen[item.output] = item
             unique.append(item)
     mine = shard_items(unique, *shard)
-    check_writable(dst / "manifest.csv")  # before any work: a read-only or full DST
+    check_writable(dst / MANIFEST_NAME)  # before any work: a read-only or full DST
     done, failed, recorded_size = _recorded(dst) if (dst / PARTS).is_dir() else ({}, {}, None)
     if recorded_size is not None and recorded_size != size:
         raise MfrError(

@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mfr.data.dataset import mfr2_image_path
+from mfr.data.layout import mfr2_image_path
 from mfr.errors import MfrError
 from mfr.io import missing_file, read_text
 

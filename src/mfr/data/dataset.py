@@ -1,24 +1,12 @@
 """Face datasets with identities and domains (0 full face, 1 masked), from any supported layout.
 
-:func:`load_index` reads
-
-- an identity folder (contract): ``ROOT/<identity>/<image>`` is a full face, an image with a
-  path component named ``masked`` (``ROOT/<identity>/masked/<image>``) is masked. Top-level
-  names starting with ``_`` or ``.`` are not identities; the sidecars ``manifest.csv`` and
-  ``landmarks.npz`` are ignored; other non-image files are skipped and counted. When
-  ``ROOT/manifest.csv`` exists it replaces the walk (as the contract allows);
-- a manifest CSV (header ``path,identity,domain``; paths relative to the CSV's folder, or
-  absolute);
-- the MFR2 layout: a folder with ``mfr2_labels.txt`` (lines ``Id, N, masktype``; image
-  ``<Id>/<Id>_NNNN.png``; masktype ``no-mask`` is a full face, anything else masked);
-- the LFW root: a folder with ``images/`` and ``meta/``; every image is a full face.
+:func:`load_index` reads a dataset in any layout :mod:`mfr.data.layout` knows (identity
+folders, a manifest CSV, the MFR2 layout, the LFW root; see there) into a
+:class:`DatasetIndex`, and can leave out a list of identities.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,16 +14,18 @@ from typing import NamedTuple
 
 import numpy as np
 
-from mfr.data.images import IMAGE_SUFFIXES
+from mfr.data.layout import (
+    FULL,
+    MANIFEST_NAME,
+    MASKED,
+    MASKED_DIR,  # noqa: F401  (commands/gallery.py imports it from here until it uses layout)
+    Listing,
+    list_layout,
+    list_manifest,
+    write_manifest_rows,
+)
 from mfr.errors import MfrError
-from mfr.io import atomic_write
-
-MANIFEST_NAME = "manifest.csv"
-MANIFEST_HEADER = ("path", "identity", "domain")
-MFR2_LABELS = "mfr2_labels.txt"
-SIDECARS = frozenset({MANIFEST_NAME, "landmarks.npz"})
-MASKED_DIR = "masked"
-FULL, MASKED = 0, 1
+from mfr.io import read_text
 
 
 class Sample(NamedTuple):
@@ -86,6 +76,19 @@ class DatasetIndex:
             classes=classes,
             root=Path(root),
             **extra,
+        )
+
+    @classmethod
+    def from_listing(cls, listing: Listing) -> DatasetIndex:
+        """The index of a :class:`~mfr.data.layout.Listing` (its skipped and missing files)."""
+        return cls.build(
+            listing.paths,
+            listing.identities,
+            listing.domains,
+            listing.root,
+            kind=listing.kind,
+            skipped=list(listing.skipped),
+            missing=list(listing.missing),
         )
 
     def __len__(self) -> int:
@@ -142,13 +145,12 @@ class DatasetIndex:
         }
 
 
-def read_identity_list(source: str | Path | Iterable[str]) -> set[str]:
-    """Identities from a file (one per line, ``#`` comments) or from an iterable of names."""
+def read_identity_list(source: str | Path | Iterable[str], what: str = "identity list") -> set[str]:
+    """Identities from a file (one per line, ``#`` comments) or from an iterable of names;
+    ``what`` names the file in errors (see :func:`mfr.io.read_text`)."""
     if isinstance(source, str | Path):
         path = Path(source)
-        from mfr.io import read_text
-
-        lines = read_text(path, "identity list").splitlines()
+        lines = read_text(path, what).splitlines()
         return {line.split("#", 1)[0].strip() for line in lines} - {""}
     return {str(name).strip() for name in source} - {""}
 
@@ -166,18 +168,7 @@ def load_index(
     if not path.exists():
         raise MfrError(f"{path}: no such file or folder")
     path = path.resolve()
-    if path.is_file():
-        if path.suffix.lower() != ".csv":
-            raise MfrError(f"{path}: not a dataset (give a folder or a manifest .csv)")
-        index = read_manifest(path)
-    elif (path / MFR2_LABELS).is_file():
-        index = _read_mfr2(path)
-    elif (path / "images").is_dir() and (path / "meta").is_dir():
-        index = _walk(path / "images", root=path, kind="lfw")
-    elif use_manifest and (path / MANIFEST_NAME).is_file():
-        index = read_manifest(path / MANIFEST_NAME)
-    else:
-        index = _walk(path, root=path, kind="folder")
+    index = DatasetIndex.from_listing(list_layout(path, use_manifest))
     if exclude is not None:
         names = read_identity_list(exclude)
         keep = np.array([name not in names for name in index.identities], dtype=bool)
@@ -192,133 +183,21 @@ def load_index(
     return index
 
 
-def _walk(folder: Path, root: Path, kind: str) -> DatasetIndex:
-    from mfr.data.walk import walk_images
-
-    paths: list[Path] = []
-    identities: list[str] = []
-    domains: list[int] = []
-    skipped: list[Path] = []
-    with os.scandir(folder) as entries:
-        top = sorted(entries, key=lambda e: e.name)
-    for entry in top:
-        if entry.name.startswith(("_", ".")):
-            continue
-        if not entry.is_dir():
-            if entry.name not in SIDECARS:
-                skipped.append(Path(entry.path))  # a file outside any identity folder
-            continue
-        walk = walk_images(entry.path)
-        skipped.extend(path for path, _ in walk.skipped)
-        for file in walk.images:
-            relative_dirs = file.parent.relative_to(entry.path).parts
-            paths.append(file)
-            identities.append(entry.name)
-            domains.append(MASKED if MASKED_DIR in relative_dirs else FULL)
-    return DatasetIndex.build(paths, identities, domains, root, kind=kind, skipped=skipped)
-
-
 def read_manifest(csv_path: str | Path) -> DatasetIndex:
-    """A manifest CSV ``path,identity,domain``; errors name the file and the line."""
-    csv_path = Path(csv_path).resolve()
-    base = csv_path.parent
-    from mfr.io import read_text
-
-    text = read_text(csv_path, "manifest", names=True)
-    rows = csv.reader(io.StringIO(text, newline=""))  # a quoted name may hold a newline
-    header = next(rows, None)
-    if header is None or tuple(h.strip() for h in header) != MANIFEST_HEADER:
-        raise MfrError(
-            f"{csv_path} line 1: bad manifest header {header!r}; expected 'path,identity,domain'"
-        )
-    paths, identities, domains = [], [], []
-    for line, row in enumerate(rows, start=2):
-        if not row or all(not cell.strip() for cell in row):
-            continue
-        if len(row) != 3:
-            raise MfrError(f"{csv_path} line {line}: expected 3 fields, got {len(row)}: {row!r}")
-        rel, identity, domain = (cell.strip() for cell in row)
-        if not rel or not identity:
-            raise MfrError(f"{csv_path} line {line}: empty path or identity")
-        if domain not in ("0", "1"):
-            raise MfrError(f"{csv_path} line {line}: domain must be 0 or 1, got {domain!r}")
-        file = Path(rel) if Path(rel).is_absolute() else base / rel
-        if not file.is_file():
-            raise MfrError(f"{csv_path} line {line}: image not found: {file}")
-        paths.append(file)
-        identities.append(identity)
-        domains.append(int(domain))
-    return DatasetIndex.build(paths, identities, domains, base, kind="manifest")
+    """The dataset a manifest CSV ``path,identity,domain`` lists (see
+    :func:`mfr.data.layout.list_manifest`; errors name the file and the line)."""
+    return DatasetIndex.from_listing(list_manifest(csv_path))
 
 
 def write_manifest(root: str | Path, index: DatasetIndex, path: str | Path | None = None) -> Path:
     """Write ``index`` as ``ROOT/manifest.csv`` (or ``path``) atomically; paths relative to ROOT."""
     root = Path(root).resolve()
-    out = Path(path) if path is not None else root / MANIFEST_NAME
-    with atomic_write(out, "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(MANIFEST_HEADER)
-        for file, identity, domain in zip(index.paths, index.identities, index.domains):
-            file = Path(file)
-            try:
-                rel = file.resolve().relative_to(root).as_posix()
-            except ValueError:
-                rel = file.resolve().as_posix()
-            writer.writerow([rel, identity, int(domain)])
-    return out
-
-
-def _read_mfr2(folder: Path) -> DatasetIndex:
-    paths, identities, domains, missing = [], [], [], []
-    listed: set[Path] = set()
-    for identity, number, masktype in read_mfr2_labels(folder / MFR2_LABELS):
-        file = mfr2_image_path(folder, identity, number)
-        listed.add(file)
-        if not file.is_file():
-            missing.append(file)
-            continue
-        paths.append(file)
-        identities.append(identity)
-        domains.append(FULL if masktype.lower() == "no-mask" else MASKED)
-    walk = _walk(folder, root=folder, kind="mfr2")
-    skipped = [p for p in walk.skipped if p.name not in (MFR2_LABELS, "pairs.txt")]
-    skipped += [p for p in walk.paths if p not in listed]  # images without a label
-    return DatasetIndex.build(
-        paths, identities, domains, folder, kind="mfr2", skipped=skipped, missing=missing
-    )
-
-
-def read_mfr2_labels(path: str | Path) -> list[tuple[str, int, str]]:
-    """The lines ``Id, N, masktype`` of an MFR2 ``mfr2_labels.txt`` as ``(Id, N, masktype)``.
-
-    The one reader of this file (datasets, ``mfr align``, ``mfr enroll``): a line of another
-    form, a file that is not UTF-8 or an identity that is not a plain folder name is an
-    ``MfrError`` naming the file and the line.
-    """
-    from mfr.io import read_text
-
-    path = Path(path)
-    out = []
-    for line_no, line in enumerate(read_text(path, "labels file").splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 3 or not parts[1].isdigit() or not parts[0] or not parts[2]:
-            raise MfrError(f"{path} line {line_no}: expected 'Id, N, masktype', got {line!r}")
-        if parts[0] in (".", "..") or "/" in parts[0] or "\\" in parts[0]:
-            raise MfrError(f"{path} line {line_no}: identity {parts[0]!r} is not a folder name")
-        out.append((parts[0], int(parts[1]), parts[2]))
-    return out
-
-
-def mfr2_image_path(folder: Path, identity: str, number: int) -> Path:
-    """``<folder>/<Id>/<Id>_NNNN.png`` (another image suffix when the PNG is absent)."""
-    base = folder / identity / f"{identity}_{number:04d}"
-    png = base.with_suffix(".png")
-    if png.is_file():
-        return png
-    for suffix in sorted(IMAGE_SUFFIXES):
-        candidate = base.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return png
+    rows = []
+    for file, identity, domain in zip(index.paths, index.identities, index.domains):
+        file = Path(file)
+        try:
+            rel = file.resolve().relative_to(root).as_posix()
+        except ValueError:
+            rel = file.resolve().as_posix()
+        rows.append((rel, identity, int(domain)))
+    return write_manifest_rows(Path(path) if path is not None else root / MANIFEST_NAME, rows)

@@ -13,16 +13,26 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.data.images import IMAGE_SUFFIXES, resize_square
+from mfr.data.dataset import read_identity_list
 from mfr.data.images import read_image as read_rgb
+from mfr.data.images import resize_square
+from mfr.data.layout import (
+    IMAGE_SUFFIXES,
+    LABELS_DIR,
+    MASKED_DIR,
+    is_image_path,
+    list_identity_images,
+)
 
-__all__ = ["IMAGE_SUFFIXES", "read_rgb", "resize_square"]
+# train/seg_predict.py, train/gan_generate.py and benchmarks/gan_identity.py import these from
+# here; IMAGE_SUFFIXES and list_identity_images belong to mfr.data.layout
+__all__ = ["IMAGE_SUFFIXES", "list_identity_images", "read_rgb", "resize_square"]
 
 log = logging.getLogger(__name__)
 
 
 def _is_image(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
+    return path.is_file() and is_image_path(path)
 
 
 # --------------------------------------------------------------------------- segmentation pairs
@@ -67,12 +77,12 @@ def load_mask_layout_pairs(root: Path, size: int) -> tuple[np.ndarray, np.ndarra
 
     root = Path(root)
     images, masks, skipped = [], [], 0
-    for label_path in sorted((root / "_labels").glob("*/*.png")):
+    for label_path in sorted((root / LABELS_DIR).glob("*/*.png")):
         identity = label_path.parent.name
         candidates = [
             p
-            for p in (root / identity / "masked").glob(f"{label_path.stem}.*")
-            if p.suffix.lower() in IMAGE_SUFFIXES
+            for p in (root / identity / MASKED_DIR).glob(f"{label_path.stem}.*")
+            if is_image_path(p)
         ]
         label = cv2.imread(str(label_path), cv2.IMREAD_GRAYSCALE)
         if not candidates or label is None:
@@ -110,23 +120,6 @@ class FullFaceSet:
     labels: np.ndarray  # N int64
     classes: list[str]
     paths: list[str]
-
-
-def list_identity_images(root: Path) -> dict[str, list[Path]]:
-    """``ROOT/<identity>/<image>`` full faces (``masked/`` and ``_``/``.`` names are skipped)."""
-    root = Path(root)
-    if not root.is_dir():
-        from mfr.errors import MfrError
-
-        raise MfrError(f"{root}: dataset folder not found")
-    result: dict[str, list[Path]] = {}
-    for identity_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        if identity_dir.name.startswith(("_", ".")):
-            continue
-        files = sorted(p for p in identity_dir.iterdir() if _is_image(p))
-        if files:
-            result[identity_dir.name] = files
-    return result
 
 
 def load_full_faces(
@@ -189,13 +182,11 @@ def load_masked_faces(root: Path, size: int, max_images: int = 0) -> np.ndarray:
 
 
 def read_exclude_list(path: Path | None) -> set[str]:
-    """Identities to leave out, one per line (blank lines and ``#`` comments ignored)."""
-    from mfr.io import read_text
-
+    """Identities to leave out, one per line (blank lines and ``#`` comments ignored); an
+    empty set when ``path`` is None or not a file."""
     if path is None or not Path(path).is_file():
         return set()
-    lines = (line.split("#")[0].strip() for line in read_text(path, "exclude list").splitlines())
-    return {line for line in lines if line}
+    return read_identity_list(path, "exclude list")
 
 
 class UnpairedSampler:

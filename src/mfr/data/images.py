@@ -27,21 +27,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from mfr.errors import BadImageError, MfrError
 from mfr.io import atomic_write
 
-#: File suffixes (lower case) that mfr treats as images when walking a dataset folder.
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".avif", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
-)
-
 #: Default pixel limit: far above any face photo, far below a memory-exhausting bomb.
 DEFAULT_MAX_PIXELS = 64_000_000
 
 _EXIF_ORIENTATION = 0x0112
 _SAVE_OPTIONS = {"JPEG": {"quality": 95}, "WEBP": {"quality": 95}}
-
-
-def is_image_path(path: str | Path) -> bool:
-    """True when the file name has one of :data:`IMAGE_SUFFIXES` (case-insensitive)."""
-    return Path(path).suffix.lower() in IMAGE_SUFFIXES
 
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

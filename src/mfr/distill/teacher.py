@@ -18,16 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from mfr.data.layout import full_twin_path
 from mfr.io import atomic_write, missing_file
 
 log = logging.getLogger(__name__)
-
-
-def full_twin_path(path: Path) -> Path:
-    """The full-face twin of ``path``: ``<id>/masked/<img>`` -> ``<id>/<img>`` (else itself)."""
-    if path.parent.name == "masked":
-        return path.parent.parent / path.name
-    return path
 
 
 def _file_digest(path: Path, chunk: int = 1 << 20) -> str:

@@ -21,12 +21,19 @@ import csv
 import hashlib
 import io
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from mfr.data.layout import (
+    MANIFEST_NAME,
+    MASKED_DIR,
+    twin_finished,
+    twin_paths,
+    write_twin,
+    write_twin_manifest,
+)
 from mfr.errors import BadImageError, MfrError, OutputError
 from mfr.io import (
     atomic_write,
@@ -39,24 +46,13 @@ from mfr.io import (
 
 log = logging.getLogger(__name__)
 
-LABELS = "_labels"
 FAILURES = "_failures.csv"
-MANIFEST = "manifest.csv"
 
 
 def image_rng(seed: int, relpath: str) -> np.random.Generator:
     """The random stream of one image: a function of the job seed and its relative path only."""
     digest = hashlib.sha256(name_bytes(relpath)).digest()
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *np.frombuffer(digest[:16], np.uint32)])
-
-
-def twin_paths(dst: Path, relpath: str) -> tuple[Path, Path, Path]:
-    """(full face, masked twin, label) output paths of the source image ``relpath``."""
-    rel = PurePosixPath(relpath)
-    full = dst / rel
-    masked = dst / rel.parent / "masked" / rel.name
-    label = dst / LABELS / rel.parent / f"{rel.stem}.png"
-    return full, masked, label
 
 
 def encode_image(image: np.ndarray, suffix: str) -> bytes:
@@ -75,11 +71,6 @@ def encode_image(image: np.ndarray, suffix: str) -> bytes:
 def write_bytes(path: Path, data: bytes) -> None:
     with atomic_write(path, "wb") as handle:
         handle.write(data)
-
-
-def _copy(source: Path, target: Path) -> None:
-    with open(source, "rb") as reader, atomic_write(target, "wb") as writer:
-        shutil.copyfileobj(reader, writer)
 
 
 @dataclass
@@ -113,7 +104,6 @@ def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
     relpath, landmarks, size = item
     job: MaskJob = _WORKER["job"]
     source = job.src / relpath
-    full, masked, label_path = twin_paths(job.dst, relpath)
     try:
         image = read_image(source)
     except BadImageError as error:
@@ -128,19 +118,18 @@ def mask_one(item: tuple[str, np.ndarray]) -> tuple[str, str | None]:
         out, label = _WORKER["method"](image, landmarks, image_rng(job.seed, relpath))
         if not np.any(label):
             return relpath, f"{source}: the mask covers no pixel of the image (bad landmarks?)"
-        _copy(source, full)
-        write_bytes(label_path, encode_image(label, ".png"))
-        write_bytes(masked, encode_image(out, source.suffix or ".png"))
+        write_twin(
+            job.dst,
+            relpath,
+            source,
+            masked=encode_image(out, source.suffix or ".png"),
+            label=encode_image(label, ".png"),
+        )
     except OutputError:
         raise  # the output folder, not this image: stop the job
     except (MfrError, ValueError, OSError, cv2.error) as error:
         return relpath, f"{source}: masking failed ({error})"
     return relpath, None
-
-
-def is_finished(dst: Path, relpath: str) -> bool:
-    """True when all three outputs of ``relpath`` exist (the twin is written last)."""
-    return all(p.is_file() for p in twin_paths(dst, relpath))
 
 
 @dataclass
@@ -158,23 +147,7 @@ def _check_dst(src: Path, dst: Path) -> None:
     if not src.is_dir():
         raise MfrError(f"{src}: source folder not found")
     check_separate_folders(src, dst)
-    check_writable(dst / MANIFEST)  # a read-only DST, or a file there, fails before any work
-
-
-def write_manifest(dst: Path, relpaths: list[str]) -> Path:
-    """``DST/manifest.csv`` listing both twins of every pair in ``relpaths``."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["path", "identity", "domain"])
-    for relpath in sorted(relpaths):
-        rel = PurePosixPath(relpath)
-        identity = rel.parts[0]
-        writer.writerow([str(rel), identity, 0])
-        writer.writerow([str(rel.parent / "masked" / rel.name), identity, 1])
-    target = dst / MANIFEST
-    with atomic_write(target, "w") as handle:
-        handle.write(buffer.getvalue())
-    return target
+    check_writable(dst / MANIFEST_NAME)  # a read-only DST, or a file there, fails before any work
 
 
 def write_failures(dst: Path, failures: list[tuple[str, str]]) -> Path | None:
@@ -214,9 +187,10 @@ def mask_folder(
     report = MaskReport(total=len(landmarks))
     todo = []
     for relpath in sorted(landmarks):
-        if "masked" in PurePosixPath(relpath).parts[:-1] or len(PurePosixPath(relpath).parts) < 2:
+        parts = PurePosixPath(relpath).parts
+        if MASKED_DIR in parts[:-1] or len(parts) < 2:
             report.failures.append((relpath, f"{src / relpath}: not <identity>/<image>; skipped"))
-        elif is_finished(dst, relpath):
+        elif twin_finished(dst, relpath):
             report.resumed += 1
             report.finished.append(relpath)
         else:
@@ -230,7 +204,7 @@ def mask_folder(
         else:
             log.debug("skipped %s", reason)  # reported once, by the caller, from the report
             report.failures.append((relpath, reason))
-    write_manifest(dst, report.finished)
+    write_twin_manifest(dst, report.finished)
     save_landmarks(dst, {p: landmarks[p] for p in report.finished}, size)
     write_failures(dst, report.failures)
     return report
