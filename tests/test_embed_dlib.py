@@ -112,8 +112,8 @@ def test_embed_writes_contract_npz_and_skips_bad_files(
 def test_flip_averages_normalised_embeddings_of_image_and_mirror(
     tiny_dataset, tmp_path, fake_embedder
 ):
-    from mfr.commands.embed import embed_dataset
     from mfr.data.images import read_image
+    from mfr.embedders import embed_dataset
 
     out = tmp_path / "flip.npz"
     embed_dataset(tiny_dataset, "fake", out, flip=True, limit=3, progress=False, log=lambda m: None)
@@ -275,7 +275,7 @@ def test_mfr_embed_dlib_on_real_mfr2_images(data_dir, tmp_path, capsys):
 def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
     tiny_dataset, tmp_path, monkeypatch, fake_embedder
 ):
-    from mfr.commands.embed import embed_dataset
+    from mfr.embedders import embed_dataset
 
     class Interrupted(MeanColourEmbedder):
         def embed(self, images, aligned=True):
@@ -299,9 +299,9 @@ def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
 
     second = MeanColourEmbedder()
     monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: second)
-    from mfr.commands.embed import _load_partial
+    from mfr.embedders.dataset import load_partial
 
-    assert _load_partial(partial, "another model or image list", 6) is None
+    assert load_partial(partial, "another model or image list", 6) is None
     second.calls = 0
     summary = embed_dataset(tiny_dataset, "m", out, **quiet)
     assert summary["resumed"] and second.calls == 2  # 4 of 6 images were left: 2 batches

@@ -8,7 +8,7 @@ import torch
 from _train_data import make_dataset
 
 from mfr.embedders import load_embedder
-from mfr.embedders.checkpoint import CheckpointEmbedder
+from mfr.embedders.network import CheckpointEmbedder
 from mfr.errors import CheckpointError
 from mfr.nets.backbones import build_backbone
 from mfr.nets.preprocess import images_to_tensor

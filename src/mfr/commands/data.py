@@ -13,55 +13,6 @@ class Protocol(StrEnum):
     mfr2 = "mfr2"
 
 
-def decode_all(paths, workers: int = 2, progress: bool = True) -> list[tuple[Path, str]]:
-    """Decode every image; return ``(path, reason)`` for each one that fails."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    from mfr.data.images import read_image
-    from mfr.errors import BadImageError
-
-    def check(path: Path) -> str | None:
-        try:
-            read_image(path)
-        except BadImageError as error:
-            message = str(error)
-            prefix = f"{path}: "
-            return message[len(prefix) :] if message.startswith(prefix) else message
-        return None
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(check, paths, chunksize=16)
-        results = tqdm(
-            results, total=len(paths), desc="decode", unit="img", disable=not progress or None
-        )
-        reasons = list(results)
-    return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
-
-
-def dataset_info(
-    root: Path, decode: bool = True, exclude: Path | None = None, progress: bool = True
-) -> dict:
-    """The report of ``mfr data info`` as a dict."""
-    from mfr.data.dataset import load_index
-
-    index = load_index(root, exclude=exclude)
-    info = {"root": str(index.root), "layout": index.kind, **index.counts()}
-    info["excluded_images"] = index.excluded
-    info["non_image_files_skipped"] = len(index.skipped)
-    info["skipped_files"] = [str(p) for p in index.skipped]
-    info["missing_files"] = [str(p) for p in index.missing]
-    if decode:
-        bad = decode_all(index.paths, progress=progress)
-        info["decoded"] = len(index) - len(bad)
-        info["bad_files"] = [{"path": str(p), "reason": r} for p, r in bad]
-    else:
-        info["decoded"] = None
-        info["bad_files"] = None
-    return info
-
-
 def _print_info(info: dict) -> None:
     echo = typer.echo
     echo(f"dataset      {info['root']} ({info['layout']} layout)")
@@ -110,6 +61,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Identities, images per domain, identities with both domains, skipped and bad files."""
         import json
+
+        from mfr.data.info import dataset_info
 
         info = dataset_info(root, decode=decode, exclude=exclude, progress=not as_json)
         if as_json:

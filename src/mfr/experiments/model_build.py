@@ -41,7 +41,7 @@ import numpy as np
 
 from mfr.errors import MfrError
 from mfr.experiments.config import CONFIG_DIR
-from mfr.experiments.prepare import MARKER, _run_cli
+from mfr.experiments.prepare import MARKER, align, mask
 from mfr.io import atomic_write
 from mfr.paths import data_root
 
@@ -129,7 +129,7 @@ class Builder:
         if self._subset_suffix():
             source = self._manifest(folder, target.name)
         self.log(f"aligning {folder} -> {target}")
-        _run_cli(["align", source, target, "--pick", "central", "--workers", self.options.workers])
+        align(source, target, self.options.workers, self.log, pick="central")
         (target / MARKER).touch()
         return target
 
@@ -151,8 +151,7 @@ class Builder:
         target = aligned.with_name(f"{aligned.name}-{style}")
         if not (target / MARKER).is_file():
             self.log(f"masking {aligned} ({style}) -> {target}")
-            args = ["mask", aligned, target, "--method", style, "--seed", self.options.seed]
-            _run_cli([*args, "--workers", self.options.workers])
+            mask(aligned, target, style, self.options.seed, self.options.workers, self.log)
             (target / MARKER).touch()
         return target
 

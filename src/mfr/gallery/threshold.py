@@ -127,7 +127,7 @@ def calibrate(
 ) -> dict:
     """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``. ``dim`` is the
     model's embedding size: an embeddings file of another size was made by another model."""
-    from mfr.eval.embeddings import load_embeddings
+    from mfr.eval.embeddings import l2_normalise, load_embeddings
     from mfr.eval.verification import best_threshold
 
     data = load_embeddings(embeddings_file)
@@ -145,7 +145,7 @@ def calibrate(
         kind = "matched" if pairs[0, 2] else "unmatched"
         where = pairs_file or embeddings_file
         raise MfrError(f"{where}: only {kind} pairs; calibration needs both kinds")
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(embeddings)
     similarities = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
     threshold, accuracy = best_threshold(similarities, pairs[:, 2])
     threshold = float(np.clip(threshold, -1.0, 1.0))  # beyond every pair: the same decisions
