@@ -230,6 +230,17 @@ def test_dlib_fallback_rectangle_for_faceless_image(dlib_embedder, rng):
     assert dlib_embedder.fallback_count == before + 1
 
 
+def test_dlib_descriptors_are_normalised_when_asked(dlib_embedder, rng):
+    """`mfr embed` loads every model with normalize=True: its files hold unit rows."""
+    from mfr.embedders import load_embedder
+
+    noise = rng.integers(0, 256, (100, 80, 3), np.uint8)
+    raw = dlib_embedder.embed([noise])
+    unit = load_embedder("dlib", normalize=True).embed([noise])
+    assert not np.isclose(np.linalg.norm(raw), 1.0)
+    np.testing.assert_allclose(unit, _unit(raw), rtol=1e-5)
+
+
 def test_dlib_batch_matches_single_image_reference(dlib_embedder, data_dir):
     import dlib
 

@@ -337,7 +337,7 @@ def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = pri
     from mfr.data.dataset import load_index
     from mfr.data.images import read_image
     from mfr.embedders import load_embedder
-    from mfr.eval.embeddings import Embeddings
+    from mfr.eval.embeddings import Embeddings, l2_normalise
     from mfr.eval.retrieval import evaluate_retrieval
     from mfr.eval.verification import best_threshold
     from mfr.gallery.threshold import calibration_pairs
@@ -350,7 +350,7 @@ def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = pri
         images = [read_image(p) for p in index.paths[start : start + batch]]
         rows.append(embedder.embed(images, aligned=True))
     embeddings = np.concatenate(rows).astype(np.float32)
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(embeddings)
     identities = np.asarray(index.identities)
     domains = np.asarray(index.domains)
     data = Embeddings(unit, identities, domains, np.asarray([str(p) for p in index.paths]))

@@ -154,11 +154,14 @@ def calibrate(
 
 def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     """Keep a calibrated threshold with the model (checkpoint key or sidecar); returns where."""
-    check_threshold(record["threshold"], "calibrated threshold")
-    if spec != "dlib" and Path(spec).suffix not in {".onnx"}:
-        from mfr.io import atomic_save_torch, load_torch
+    from mfr.embedders import BUILTIN_MODELS
 
-        checkpoint = load_torch(spec, "an mfr checkpoint (.pt)")
+    check_threshold(record["threshold"], "calibrated threshold")
+    if spec not in BUILTIN_MODELS and Path(spec).suffix not in {".onnx"}:
+        from mfr.embedders.checkpoint import read_checkpoint
+        from mfr.io import atomic_save_torch
+
+        checkpoint = read_checkpoint(spec)
         checkpoint["threshold"] = float(record["threshold"])
         checkpoint["operating_point"] = operating_point(record)
         atomic_save_torch(checkpoint, spec)
