@@ -138,6 +138,25 @@ class FaceRecognizer:
             point = getattr(embedder, "operating_point", None) or "stored with the model"
         return cls(embedder, info, threshold, point, resolved.note, rule)
 
+    @classmethod
+    def for_gallery(
+        cls, gallery: str | Path, model: str | Path | None = None
+    ) -> tuple[FaceRecognizer, Gallery | None]:
+        """The recognizer for the gallery file ``gallery`` and the gallery as it is (None when
+        the file does not exist yet): ``model`` if given, else the gallery's own model (its
+        ``note`` says so), else the default model. Raises ``MfrError`` for an unreadable
+        gallery or one enrolled with another model than ``model``."""
+        gallery = Path(gallery)
+        store = Gallery.load(gallery) if gallery.exists() else None
+        if model is None and store is not None:
+            recognizer = cls.load(store.model.spec)
+            recognizer.note = "the gallery's model"
+        else:
+            recognizer = cls.load(model)
+        if store is not None:
+            store.check_model(recognizer.model, gallery)
+        return recognizer, store
+
     @property
     def dim(self) -> int:
         return self.model.dim

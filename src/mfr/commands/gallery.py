@@ -44,35 +44,10 @@ def _embed(recognizer, paths: list[Path], aligned: bool | None):
     return result
 
 
-def load_recognizer(model: str | None, threshold: float | None = None, note: str | None = None):
-    """``FaceRecognizer.load``; ``note`` replaces its note on which model and why."""
-    from mfr.api import FaceRecognizer
-
-    recognizer = FaceRecognizer.load(model, threshold=threshold)
-    if note:
-        recognizer.note = note
-    return recognizer
-
-
 def say_model(recognizer) -> None:
     """One stderr line: which model was used and why (after success: an error stays the
     command's only line)."""
     _err(f"model: {recognizer.model.spec} ({recognizer.note})")
-
-
-def _model_for(gallery_path: Path, model: str | None):
-    """The recognizer for a gallery: ``--model`` if given, else the gallery's own, else the
-    default model."""
-    from mfr.gallery.store import Gallery
-
-    gallery = Gallery.load(gallery_path) if gallery_path.exists() else None
-    if model is None and gallery is not None:
-        recognizer = load_recognizer(gallery.model.spec, note="the gallery's model")
-    else:
-        recognizer = load_recognizer(model)
-    if gallery is not None:
-        gallery.check_model(recognizer.model, gallery_path)
-    return recognizer, gallery
 
 
 def enroll(
@@ -98,7 +73,9 @@ def enroll(
     sources = enrolment_sources(src, name, _err)
     if not sources:
         raise MfrError(f"{src}: no images to enrol")
-    recognizer, existing = _model_for(gallery, model)
+    from mfr.api import FaceRecognizer
+
+    recognizer, existing = FaceRecognizer.for_gallery(gallery, model)
     if existing is not None:  # a first look, to embed only new photos
         sources = new_sources(existing, sources, warn=True, log=_err)
     if not sources:
@@ -145,7 +122,9 @@ def identify(
         from mfr.io import missing_file
 
         raise missing_file(gallery, "gallery", "create it with `mfr enroll`")
-    recognizer, store = _model_for(gallery, model)
+    from mfr.api import FaceRecognizer
+
+    recognizer, store = FaceRecognizer.for_gallery(gallery, model)
     from mfr.gallery.enrol import photo_files
 
     paths = photo_files(photos, _err)
@@ -234,19 +213,16 @@ def verify(
 
     if threshold is not None:
         threshold = check_threshold(threshold, "--threshold")
-    recognizer = load_recognizer(model, threshold=threshold)
-    if calibrate is not None:
-        from mfr.embedders.registry import find_installed, set_threshold
-        from mfr.gallery.threshold import calibrate as run_calibration
-        from mfr.gallery.threshold import operating_point, store_threshold
+    from mfr.api import FaceRecognizer
 
-        record = run_calibration(calibrate, pairs, dim=recognizer.dim)
-        record["source"] = str(calibrate)
-        spec = recognizer.model.spec
-        if find_installed(spec) is not None:
-            where = set_threshold(spec, record["threshold"], operating_point(record))
-        else:
-            where = store_threshold(spec, recognizer.model.fingerprint, record)
+    recognizer = FaceRecognizer.load(model, threshold=threshold)
+    if calibrate is not None:
+        from mfr.gallery.threshold import calibrate_model
+
+        model_info = recognizer.model
+        record, where = calibrate_model(
+            model_info.spec, model_info.fingerprint, calibrate, pairs, dim=recognizer.dim
+        )
         typer.echo(
             f"threshold {record['threshold']:.4f} (accuracy {100 * record['accuracy']:.2f}% "
             f"on {record['num_pairs']} pairs) stored in {where}"

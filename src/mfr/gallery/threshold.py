@@ -170,3 +170,24 @@ def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     with atomic_write(target, "w") as handle:
         json.dump({**record, "fingerprint": fingerprint, "similarity": "cosine"}, handle, indent=2)
     return target
+
+
+def calibrate_model(
+    spec: str,
+    fingerprint: str,
+    embeddings_file: str | Path,
+    pairs_file: str | Path | None = None,
+    dim: int | None = None,
+) -> tuple[dict, Path]:
+    """``mfr verify --calibrate``: :func:`calibrate` on an embeddings file made with the model
+    ``spec`` (of ``dim``-d embeddings and weights ``fingerprint``), then keep the threshold
+    with the model: an installed model's record (``mfr.embedders.registry.set_threshold``),
+    else :func:`store_threshold`. Returns ``(record, where it was stored)``; the record
+    holds ``threshold``, ``accuracy``, ``num_pairs`` and ``source`` (the embeddings file)."""
+    from mfr.embedders.registry import find_installed, set_threshold
+
+    record = calibrate(embeddings_file, pairs_file, dim=dim)
+    record["source"] = str(embeddings_file)
+    if find_installed(spec) is not None:
+        return record, set_threshold(spec, record["threshold"], operating_point(record))
+    return record, store_threshold(spec, fingerprint, record)
