@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mfr.commands.embed import embed_dataset
 from mfr.data.benchmarks import pairs_to_csv, read_lfw_pairs
+from mfr.embedders import embed_dataset
 from mfr.eval.embeddings import l2_normalise, load_embeddings
 from mfr.eval.pairs import read_pairs
 from mfr.eval.verification import pair_similarities, verification_metrics

@@ -12,8 +12,8 @@ from test_align import grace_hopper
 from mfr.align.align import FaceNotFound, align_face, check_aligned, misaligned
 from mfr.align.detect import detect_face
 from mfr.align.similarity import arcface_template, five_points
+from mfr.embedders.faces import prepare_face
 from mfr.errors import MfrError
-from mfr.gallery.faces import prepare_face
 
 
 def _lfw(data_dir, names=("Aaron_Eckhart", "Serena_Williams", "Colin_Powell")):

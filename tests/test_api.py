@@ -166,7 +166,7 @@ def test_calibrating_a_checkpoint_stores_its_threshold_key_and_keeps_its_fingerp
     import torch
     from gallery_helpers import tiny_model
 
-    from mfr.gallery.fingerprint import checkpoint_fingerprint
+    from mfr.embedders.fingerprint import checkpoint_fingerprint
     from mfr.gallery.threshold import store_threshold
 
     ckpt = tmp_path / "m.pt"

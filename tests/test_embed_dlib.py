@@ -112,8 +112,8 @@ def test_embed_writes_contract_npz_and_skips_bad_files(
 def test_flip_averages_normalised_embeddings_of_image_and_mirror(
     tiny_dataset, tmp_path, fake_embedder
 ):
-    from mfr.commands.embed import embed_dataset
     from mfr.data.images import read_image
+    from mfr.embedders import embed_dataset
 
     out = tmp_path / "flip.npz"
     embed_dataset(tiny_dataset, "fake", out, flip=True, limit=3, progress=False, log=lambda m: None)
@@ -230,6 +230,17 @@ def test_dlib_fallback_rectangle_for_faceless_image(dlib_embedder, rng):
     assert dlib_embedder.fallback_count == before + 1
 
 
+def test_dlib_descriptors_are_normalised_when_asked(dlib_embedder, rng):
+    """`mfr embed` loads every model with normalize=True: its files hold unit rows."""
+    from mfr.embedders import load_embedder
+
+    noise = rng.integers(0, 256, (100, 80, 3), np.uint8)
+    raw = dlib_embedder.embed([noise])
+    unit = load_embedder("dlib", normalize=True).embed([noise])
+    assert not np.isclose(np.linalg.norm(raw), 1.0)
+    np.testing.assert_allclose(unit, _unit(raw), rtol=1e-5)
+
+
 def test_dlib_batch_matches_single_image_reference(dlib_embedder, data_dir):
     import dlib
 
@@ -275,7 +286,7 @@ def test_mfr_embed_dlib_on_real_mfr2_images(data_dir, tmp_path, capsys):
 def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
     tiny_dataset, tmp_path, monkeypatch, fake_embedder
 ):
-    from mfr.commands.embed import embed_dataset
+    from mfr.embedders import embed_dataset
 
     class Interrupted(MeanColourEmbedder):
         def embed(self, images, aligned=True):
@@ -299,9 +310,9 @@ def test_interrupted_embed_resumes_and_matches_an_uninterrupted_run(
 
     second = MeanColourEmbedder()
     monkeypatch.setattr("mfr.embedders.load_embedder", lambda spec, **kw: second)
-    from mfr.commands.embed import _load_partial
+    from mfr.embedders.dataset import load_partial
 
-    assert _load_partial(partial, "another model or image list", 6) is None
+    assert load_partial(partial, "another model or image list", 6) is None
     second.calls = 0
     summary = embed_dataset(tiny_dataset, "m", out, **quiet)
     assert summary["resumed"] and second.calls == 2  # 4 of 6 images were left: 2 batches

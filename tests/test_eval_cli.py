@@ -192,3 +192,19 @@ def test_save_embeddings_round_trips(tmp_path, rng):
     assert back.embeddings.dtype == np.float32 and back.domains.dtype == np.uint8
     np.testing.assert_allclose(back.embeddings, emb)
     assert list(back.identities) == list(ids)
+
+
+def test_the_library_evaluate_returns_what_mfr_eval_writes(tmp_path, rng):
+    """``mfr.eval.evaluate`` is the command without the printing: the same report dict."""
+    from mfr.eval import default_pairs_path, evaluate
+
+    emb_path = _write(tmp_path / "emb.npz", *_tiny(rng))
+    out = tmp_path / "cli.json"
+    assert _run(["eval", str(emb_path), "--json", str(out), "--pairs-per-fold", "8"]) == 0
+    notes = []
+    report = evaluate(emb_path, pairs_per_fold=8, log=notes.append)
+    written = json.loads(out.read_text())
+    for key in (*CONTRACT_KEYS, "fold_thresholds", "cmc_top20"):
+        assert report[key] == pytest.approx(written[key]), key
+    assert report["pairs_file"] == str(default_pairs_path(emb_path, None))
+    assert default_pairs_path(emb_path, out) == tmp_path / "cli.pairs.csv"

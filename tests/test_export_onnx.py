@@ -63,24 +63,22 @@ def test_onnx_file_without_mfr_metadata_is_refused(tmp_path):
 
 
 def test_export_command_uses_the_checkpoint_loader(tmp_path, monkeypatch, capsys):
-    """`mfr export` with the training loader stubbed by a tiny model (until it lands)."""
-    import sys
-    import types
-
+    """`mfr export` with the checkpoint loader stubbed by a tiny model."""
     model = tiny_model(5)
     ckpt = tmp_path / "m.pt"
     torch.save({"format": "mfr-recognizer", "model": model.state_dict()}, ckpt)
-    fake = types.ModuleType("mfr.train.checkpoint")
-    fake.load_embedding_model = lambda path: (
-        model,
-        {"input_size": 32, "embedding_dim": 16, "backbone": "tiny", "threshold": 0.4},
+    monkeypatch.setattr(
+        "mfr.embedders.checkpoint.load_embedding_model",
+        lambda path: (
+            model,
+            {"input_size": 32, "embedding_dim": 16, "backbone": "tiny", "threshold": 0.4},
+        ),
     )
-    monkeypatch.setitem(sys.modules, "mfr.train.checkpoint", fake)
     out = tmp_path / "m.onnx"
     assert run_mfr(capsys, "export", ckpt, "--onnx", out)[0] == 0
     embedder = OnnxEmbedder(out)
     assert embedder.threshold == 0.4
-    from mfr.gallery.fingerprint import checkpoint_fingerprint, onnx_fingerprint
+    from mfr.embedders.fingerprint import checkpoint_fingerprint, onnx_fingerprint
 
     assert onnx_fingerprint(out) == checkpoint_fingerprint(ckpt)
 
@@ -104,7 +102,7 @@ def resnet_tiny_checkpoint(tmp_path):
 def test_exported_checkpoint_matches_the_checkpoint_embedder(
     tmp_path, rng, capsys, resnet_tiny_checkpoint, batch
 ):
-    from mfr.embedders.checkpoint import CheckpointEmbedder
+    from mfr.embedders.network import CheckpointEmbedder
 
     out = tmp_path / "tiny.onnx"
     assert run_mfr(capsys, "export", resnet_tiny_checkpoint, "--onnx", out)[0] == 0

@@ -154,7 +154,7 @@ LFW_PAIRS = [
 def test_dlib_decides_by_dlibs_distance_rule_at_the_descriptors_real_length(data_dir):
     """dlib's documented rule: same person when the raw descriptors are < 0.6 apart."""
     from mfr.embedders.dlib import DlibEmbedder
-    from mfr.gallery.faces import prepare_face
+    from mfr.embedders.faces import prepare_face
 
     recognizer = FaceRecognizer.load("dlib")
     assert recognizer.threshold == pytest.approx(1 - 0.36 / (2 * registry.DLIB_LENGTH**2))

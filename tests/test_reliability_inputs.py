@@ -624,7 +624,7 @@ def test_an_enrolment_that_ran_meanwhile_is_not_duplicated(setup, tmp_path, caps
 def test_embed_does_not_resume_a_partial_run_of_replaced_weights_and_resumes_by_any_path(
     setup, tmp_path, capsys, monkeypatch
 ):
-    from mfr.commands.embed import embed_dataset
+    from mfr.embedders import embed_dataset
     from mfr.embedders import load_embedder as real_load
     from mfr.eval.embeddings import load_embeddings
 

@@ -270,7 +270,7 @@ def test_a_set_value_that_is_not_yaml_is_checked_as_text_not_a_traceback(capsys)
 def test_ctrl_c_in_embed_says_where_progress_is_and_the_rerun_says_it_resumed(
     setup, tmp_path, capsys, monkeypatch
 ):
-    import mfr.commands.embed as embed_module
+    import mfr.embedders.dataset as embed_module
 
     model, data = setup
     out = tmp_path / "e.npz"
@@ -300,7 +300,7 @@ def test_ctrl_c_in_embed_says_where_progress_is_and_the_rerun_says_it_resumed(
 def test_ctrl_c_before_anything_is_saved_says_so_in_embed_and_enroll(
     setup, tmp_path, capsys, monkeypatch
 ):
-    import mfr.commands.embed as embed_module
+    import mfr.embedders.dataset as embed_module
     from mfr.api import FaceRecognizer
 
     model, data = setup

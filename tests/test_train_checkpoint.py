@@ -8,7 +8,7 @@ import torch
 from _train_data import make_dataset
 
 from mfr.embedders import load_embedder
-from mfr.embedders.checkpoint import CheckpointEmbedder
+from mfr.embedders.network import CheckpointEmbedder
 from mfr.errors import CheckpointError
 from mfr.nets.backbones import build_backbone
 from mfr.nets.preprocess import images_to_tensor
@@ -41,6 +41,20 @@ def test_load_embedding_model_restores_the_same_network(tmp_path):
     assert meta == {"backbone": "resnet_tiny", "embedding_dim": 8, "input_size": 16,
                     "head": "flatten", "loss": "softmax", "step": 5, "threshold": 0.4,
                     "operating_point": None, "config": {"steps": 5}}  # fmt: skip
+
+
+def test_embed_images_is_the_network_on_resized_crops(tmp_path, rng):
+    from mfr.embedders.network import embed_images
+
+    net = _save_tiny(tmp_path / "m.pt")
+    images = [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(3)]
+    raw = embed_images(net, images, 16, batch_size=2, normalize=False)
+    with torch.no_grad():
+        expected = net(images_to_tensor(images)).numpy()
+    assert raw.dtype == np.float32 and np.allclose(raw, expected, atol=1e-5)
+    unit = embed_images(net, images, 16)
+    assert np.allclose(unit, expected / np.linalg.norm(expected, axis=1, keepdims=True), atol=1e-5)
+    assert embed_images(net, [], 16).shape == (0, 0)
 
 
 def test_checkpoint_embedder_resizes_normalises_and_flip_averages(tmp_path, rng):

@@ -21,10 +21,11 @@ import numpy as np
 
 from mfr.data.images import read_image
 from mfr.embedders import BUILTIN_MODELS, check_finite
+from mfr.embedders.faces import prepare_face
 from mfr.errors import MfrError
-from mfr.gallery.faces import prepare_face
+from mfr.eval.embeddings import l2_normalise
 from mfr.gallery.search import GallerySearch, Match
-from mfr.gallery.store import Gallery, ModelInfo, normalise
+from mfr.gallery.store import Gallery, ModelInfo
 
 ImageLike = str | Path | np.ndarray
 
@@ -103,8 +104,8 @@ class FaceRecognizer:
         one the model carries; a model without one can embed and identify but not verify.
         Raises ``MfrError`` for an unknown name or an unloadable file."""
         from mfr.embedders import load_embedder
+        from mfr.embedders.fingerprint import model_fingerprint
         from mfr.embedders.registry import resolve
-        from mfr.gallery.fingerprint import model_fingerprint
         from mfr.gallery.threshold import check_threshold, read_sidecar
 
         if threshold is not None:  # before loading the model: a bad value fails at once
@@ -136,6 +137,25 @@ class FaceRecognizer:
             threshold = float(embedder.threshold)
             point = getattr(embedder, "operating_point", None) or "stored with the model"
         return cls(embedder, info, threshold, point, resolved.note, rule)
+
+    @classmethod
+    def for_gallery(
+        cls, gallery: str | Path, model: str | Path | None = None
+    ) -> tuple[FaceRecognizer, Gallery | None]:
+        """The recognizer for the gallery file ``gallery`` and the gallery as it is (None when
+        the file does not exist yet): ``model`` if given, else the gallery's own model (its
+        ``note`` says so), else the default model. Raises ``MfrError`` for an unreadable
+        gallery or one enrolled with another model than ``model``."""
+        gallery = Path(gallery)
+        store = Gallery.load(gallery) if gallery.exists() else None
+        if model is None and store is not None:
+            recognizer = cls.load(store.model.spec)
+            recognizer.note = "the gallery's model"
+        else:
+            recognizer = cls.load(model)
+        if store is not None:
+            store.check_model(recognizer.model, gallery)
+        return recognizer, store
 
     @property
     def dim(self) -> int:
@@ -181,7 +201,7 @@ class FaceRecognizer:
             embeddings = check_finite(
                 self.embedder.embed(crops, aligned=True), self.model.spec, names
             ).astype(np.float32)
-            embeddings = embeddings if raw else normalise(embeddings)
+            embeddings = embeddings if raw else l2_normalise(embeddings)
         else:
             embeddings = np.zeros((0, self.dim), np.float32)
         return EmbedResult(embeddings, kept, skipped, notes)

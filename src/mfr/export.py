@@ -89,9 +89,9 @@ def export_onnx(model, metadata: dict, out: str | Path, fingerprint: str | None 
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path) -> Path:
-    """Export an mfr recognizer checkpoint (see ``mfr.train.checkpoint``) to ONNX."""
-    from mfr.gallery.fingerprint import checkpoint_fingerprint
-    from mfr.train.checkpoint import load_embedding_model
+    """Export an mfr recognizer checkpoint (see ``mfr.embedders.checkpoint``) to ONNX."""
+    from mfr.embedders.checkpoint import load_embedding_model
+    from mfr.embedders.fingerprint import checkpoint_fingerprint
 
     model, metadata = load_embedding_model(checkpoint)
     return export_onnx(model, metadata, out, fingerprint=checkpoint_fingerprint(checkpoint))

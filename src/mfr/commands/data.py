@@ -13,55 +13,6 @@ class Protocol(StrEnum):
     mfr2 = "mfr2"
 
 
-def decode_all(paths, workers: int = 2, progress: bool = True) -> list[tuple[Path, str]]:
-    """Decode every image; return ``(path, reason)`` for each one that fails."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from tqdm import tqdm
-
-    from mfr.data.images import read_image
-    from mfr.errors import BadImageError
-
-    def check(path: Path) -> str | None:
-        try:
-            read_image(path)
-        except BadImageError as error:
-            message = str(error)
-            prefix = f"{path}: "
-            return message[len(prefix) :] if message.startswith(prefix) else message
-        return None
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        results = pool.map(check, paths, chunksize=16)
-        results = tqdm(
-            results, total=len(paths), desc="decode", unit="img", disable=not progress or None
-        )
-        reasons = list(results)
-    return [(path, reason) for path, reason in zip(paths, reasons) if reason is not None]
-
-
-def dataset_info(
-    root: Path, decode: bool = True, exclude: Path | None = None, progress: bool = True
-) -> dict:
-    """The report of ``mfr data info`` as a dict."""
-    from mfr.data.dataset import load_index
-
-    index = load_index(root, exclude=exclude)
-    info = {"root": str(index.root), "layout": index.kind, **index.counts()}
-    info["excluded_images"] = index.excluded
-    info["non_image_files_skipped"] = len(index.skipped)
-    info["skipped_files"] = [str(p) for p in index.skipped]
-    info["missing_files"] = [str(p) for p in index.missing]
-    if decode:
-        bad = decode_all(index.paths, progress=progress)
-        info["decoded"] = len(index) - len(bad)
-        info["bad_files"] = [{"path": str(p), "reason": r} for p, r in bad]
-    else:
-        info["decoded"] = None
-        info["bad_files"] = None
-    return info
-
-
 def _print_info(info: dict) -> None:
     echo = typer.echo
     echo(f"dataset      {info['root']} ({info['layout']} layout)")
@@ -91,61 +42,65 @@ def _print_info(info: dict) -> None:
         echo(f"  bad {bad['path']}: {bad['reason']}")
 
 
+def info_command(
+    root: Path = typer.Argument(..., help="Dataset folder, manifest CSV, MFR2 or LFW root."),
+    decode: bool = typer.Option(
+        True, "--decode/--no-decode", help="Decode every image to find bad files."
+    ),
+    exclude: Path | None = typer.Option(
+        None, "--exclude", help="File of identities to leave out (one per line)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
+) -> None:
+    """Identities, images per domain, identities with both domains, skipped and bad files."""
+    import json
+
+    from mfr.data.info import dataset_info
+
+    info = dataset_info(root, decode=decode, exclude=exclude, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(info, indent=2))
+    else:
+        _print_info(info)
+
+
+def pairs_command(
+    protocol: Protocol = typer.Argument(..., help="lfw (meta/pairs.csv) or mfr2 (pairs.txt)."),
+    embeddings: Path = typer.Argument(..., help="Embeddings .npz of the benchmark images."),
+    out: Path = typer.Option(..., "--out", help="Pairs CSV to write (a,b,same)."),
+    root: Path | None = typer.Option(
+        None, "--root", help="Benchmark folder (default: DATA/lfw or DATA/mfr2-dev)."
+    ),
+    pairs_file: Path | None = typer.Option(
+        None, "--pairs-file", help="Another pairs file in the same format."
+    ),
+    domain_a: int | None = typer.Option(
+        None, "--domain-a", min=0, max=1, help="Match side a only in domain 0 or 1."
+    ),
+    domain_b: int | None = typer.Option(
+        None, "--domain-b", min=0, max=1, help="Match side b only in domain 0 or 1."
+    ),
+) -> None:
+    """Convert the LFW or MFR2 pair protocol to a pairs CSV for ``mfr eval --pairs``."""
+    from mfr.data.benchmarks import pairs_to_csv, read_lfw_pairs, read_mfr2_pairs
+    from mfr.paths import data_root
+
+    if protocol is Protocol.lfw:
+        pairs = read_lfw_pairs(root or data_root() / "lfw", pairs_file)
+    else:
+        pairs = read_mfr2_pairs(root or data_root() / "mfr2-dev", pairs_file)
+    result = pairs_to_csv(pairs, embeddings, out, domain_a=domain_a, domain_b=domain_b)
+    for number, reason in result.missing[:10]:
+        typer.echo(f"left out pair {number}: {reason}", err=True)
+    if len(result.missing) > 10:
+        typer.echo(f"... and {len(result.missing) - 10} more pairs left out", err=True)
+    typer.echo(f"{out}: {result.summary()}")
+
+
 def register(app: typer.Typer) -> None:
     sub = typer.Typer(
         help="Inspect datasets and convert benchmark pair lists.", no_args_is_help=True
     )
     app.add_typer(sub, name="data")
-
-    @sub.command("info")
-    def info_command(
-        root: Path = typer.Argument(..., help="Dataset folder, manifest CSV, MFR2 or LFW root."),
-        decode: bool = typer.Option(
-            True, "--decode/--no-decode", help="Decode every image to find bad files."
-        ),
-        exclude: Path | None = typer.Option(
-            None, "--exclude", help="File of identities to leave out (one per line)."
-        ),
-        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead."),
-    ) -> None:
-        """Identities, images per domain, identities with both domains, skipped and bad files."""
-        import json
-
-        info = dataset_info(root, decode=decode, exclude=exclude, progress=not as_json)
-        if as_json:
-            typer.echo(json.dumps(info, indent=2))
-        else:
-            _print_info(info)
-
-    @sub.command("pairs")
-    def pairs_command(
-        protocol: Protocol = typer.Argument(..., help="lfw (meta/pairs.csv) or mfr2 (pairs.txt)."),
-        embeddings: Path = typer.Argument(..., help="Embeddings .npz of the benchmark images."),
-        out: Path = typer.Option(..., "--out", help="Pairs CSV to write (a,b,same)."),
-        root: Path | None = typer.Option(
-            None, "--root", help="Benchmark folder (default: DATA/lfw or DATA/mfr2-dev)."
-        ),
-        pairs_file: Path | None = typer.Option(
-            None, "--pairs-file", help="Another pairs file in the same format."
-        ),
-        domain_a: int | None = typer.Option(
-            None, "--domain-a", min=0, max=1, help="Match side a only in domain 0 or 1."
-        ),
-        domain_b: int | None = typer.Option(
-            None, "--domain-b", min=0, max=1, help="Match side b only in domain 0 or 1."
-        ),
-    ) -> None:
-        """Convert the LFW or MFR2 pair protocol to a pairs CSV for ``mfr eval --pairs``."""
-        from mfr.data.benchmarks import pairs_to_csv, read_lfw_pairs, read_mfr2_pairs
-        from mfr.paths import data_root
-
-        if protocol is Protocol.lfw:
-            pairs = read_lfw_pairs(root or data_root() / "lfw", pairs_file)
-        else:
-            pairs = read_mfr2_pairs(root or data_root() / "mfr2-dev", pairs_file)
-        result = pairs_to_csv(pairs, embeddings, out, domain_a=domain_a, domain_b=domain_b)
-        for number, reason in result.missing[:10]:
-            typer.echo(f"left out pair {number}: {reason}", err=True)
-        if len(result.missing) > 10:
-            typer.echo(f"... and {len(result.missing) - 10} more pairs left out", err=True)
-        typer.echo(f"{out}: {result.summary()}")
+    sub.command("info")(info_command)
+    sub.command("pairs")(pairs_command)

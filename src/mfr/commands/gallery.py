@@ -18,69 +18,6 @@ def _err(message: str) -> None:
     typer.echo(message, err=True)
 
 
-def _report_skips(skipped: list[tuple[Path, str]], what: str) -> None:
-    """Each file a folder walk left out, then the count (never a silent drop)."""
-    for path, reason in skipped:
-        _err(f"skipped: {path}: {reason}")
-    if skipped:
-        _err(f"skipped {len(skipped)} files {what}")
-
-
-def enrolment_sources(src: Path, name: str | None) -> list[tuple[str, Path]]:
-    """(identity, photo) pairs to enrol: one photo (needs ``name``); a folder of photos of
-    ``name`` (sub-folders too, except ``masked`` ones); or a dataset in any layout
-    ``mfr.data.dataset.load_index`` reads (identity folders, MFR2, LFW, a manifest), whose
-    full faces are taken. Files the walk leaves out are reported with a count."""
-    from mfr.data.dataset import FULL, MASKED_DIR, load_index
-    from mfr.data.walk import classify, walk_images
-    from mfr.errors import MfrError
-    from mfr.gallery.store import normalise_name
-
-    if name is not None:
-        name = normalise_name(name)
-    if src.is_file():
-        if not name:
-            raise MfrError(f"{src}: enrolling a single photo needs --name NAME")
-        return [(name, src)]
-    if not src.is_dir():
-        raise MfrError(f"{src}: no such file or folder")
-    if name:
-        walk = walk_images(src, skip_dirs={MASKED_DIR})
-        _report_skips(walk.skipped, f"in {src} (not images)")
-        return [(name, p) for p in walk.images]
-    index = load_index(src)
-    reasons = [(p, classify(p) or "outside identity folders") for p in index.skipped]
-    _report_skips(reasons, f"in {src}")
-    if index.missing:
-        _report_skips([(p, "listed but missing") for p in index.missing], f"in {src}")
-    full = [(normalise_name(i), p) for i, p, d in zip(index.identities, index.paths,
-            index.domains, strict=True) if d == FULL]  # fmt: skip
-    renamed = sorted({i for i in index.identities if normalise_name(i) != i})
-    for folder in renamed:
-        _err(f"note: folder {folder!r} enrolled as {normalise_name(folder)!r}")
-    masked = len(index) - len(full)
-    if masked:
-        _err(f"note: {masked} masked images of {src} not enrolled (a gallery holds full faces)")
-    return full
-
-
-def _photos(items: list[Path]) -> list[Path]:
-    """Files as given; folders expanded to the images under them (sorted), each file the
-    walk leaves out reported with a count."""
-    from mfr.data.walk import walk_images
-
-    out, skipped = [], []
-    for item in items:
-        if item.is_dir():
-            walk = walk_images(item)
-            out.extend(walk.images)
-            skipped.extend(walk.skipped)
-        else:
-            out.append(item)
-    _report_skips(skipped, "(not images)")
-    return out
-
-
 def _embed(recognizer, paths: list[Path], aligned: bool | None):
     """Embed with a progress bar on stderr; each skip is logged, then the count. A single
     photo is not a batch: its problem is raised as the command's error."""
@@ -107,360 +44,295 @@ def _embed(recognizer, paths: list[Path], aligned: bool | None):
     return result
 
 
-def _new_sources(store, sources: list[tuple[str, Path]], warn: bool) -> list[tuple[str, Path]]:
-    """The (identity, photo) pairs ``store`` does not hold yet (names already normalised). With
-    ``warn``, say how many were left out, and warn about a photo enrolled under another name
-    or a name that differs from an enrolled one only in case."""
-    enrolled = set(zip(store.identities.tolist(), store.paths.tolist(), strict=True))
-    names_of: dict[str, set[str]] = {}
-    for identity, path in enrolled:
-        names_of.setdefault(path, set()).add(identity)
-    by_case = {identity.casefold(): identity for identity in store.identities.tolist()}
-    fresh, told = [], set()
-    for identity, photo in sources:
-        key = str(photo.resolve())
-        if (identity, key) in enrolled:
-            continue
-        fresh.append((identity, photo))
-        others = sorted(names_of.get(key, set()) - {identity})
-        enrolled.add((identity, key))
-        names_of.setdefault(key, set()).add(identity)
-        similar = by_case.setdefault(identity.casefold(), identity)
-        if not warn:
-            continue
-        if others:
-            _err(f"warning: {photo}: already enrolled as {', '.join(others)}; "
-                 f"now also as {identity}")  # fmt: skip
-        if similar != identity and identity not in told:
-            told.add(identity)
-            _err(
-                f"warning: {identity!r} differs from the enrolled {similar!r} only in case; "
-                "they stay two identities (use `mfr gallery rename` to merge)"
-            )
-    if warn and len(fresh) < len(sources):
-        _err(f"{len(sources) - len(fresh)} images already enrolled, not added again")
-    return fresh
-
-
-def load_recognizer(model: str | None, threshold: float | None = None, note: str | None = None):
-    """``FaceRecognizer.load``; ``note`` replaces its note on which model and why."""
-    from mfr.api import FaceRecognizer
-
-    recognizer = FaceRecognizer.load(model, threshold=threshold)
-    if note:
-        recognizer.note = note
-    return recognizer
-
-
 def say_model(recognizer) -> None:
     """One stderr line: which model was used and why (after success: an error stays the
     command's only line)."""
     _err(f"model: {recognizer.model.spec} ({recognizer.note})")
 
 
-def _model_for(gallery_path: Path, model: str | None):
-    """The recognizer for a gallery: ``--model`` if given, else the gallery's own, else the
-    default model."""
+def enroll(
+    gallery: Path = typer.Argument(..., help="Gallery file (.npz); created if missing."),
+    src: Path = typer.Argument(..., help="A photo, a folder of one person, or a dataset."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help=MODEL_HELP + " Default: the gallery's model, else the default model.",
+    ),
+    name: str = typer.Option(None, "--name", "-n", help="Identity of a photo or folder."),
+    aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+) -> None:
+    """Enrol faces into a gallery: one photo with --name, a folder of one person with
+    --name, or a dataset folder <identity>/<images> (full faces only)."""
+    from mfr.errors import MfrError
+    from mfr.gallery.enrol import add_enrolled, enrolment_sources, new_sources
+    from mfr.io import check_writable, on_interrupt, remove_stale_temps_of
+
+    check_writable(gallery)  # a read-only or full folder fails before the embedding
+    remove_stale_temps_of(gallery)  # a killed enrolment's
+    sources = enrolment_sources(src, name, _err)
+    if not sources:
+        raise MfrError(f"{src}: no images to enrol")
+    from mfr.api import FaceRecognizer
+
+    recognizer, existing = FaceRecognizer.for_gallery(gallery, model)
+    if existing is not None:  # a first look, to embed only new photos
+        sources = new_sources(existing, sources, warn=True, log=_err)
+    if not sources:
+        typer.echo(f"nothing new to enrol into {gallery}")
+        return
+    on_interrupt(f"nothing enrolled, {gallery} unchanged; run the same command again")
+    result = _embed(recognizer, [p for _, p in sources], aligned)
+    if not result.kept:
+        raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
+    store, identities = add_enrolled(
+        gallery, recognizer.model, sources, result.embeddings, result.kept, existing, _err
+    )
+    if identities:
+        on_interrupt(f"enrolment saved in {gallery}")
+    say_model(recognizer)
+    if not identities:
+        typer.echo(f"nothing new to enrol into {gallery}")
+        return
+    typer.echo(
+        f"enrolled {len(identities)} images of {len(set(identities))} identities into "
+        f"{gallery} (now {len(store.identity_counts())} identities, {len(store)} images)"
+    )
+
+
+def identify(
+    gallery: Path = typer.Argument(..., help="Gallery file made by `mfr enroll`."),
+    photos: list[Path] = typer.Argument(..., help="Photos (or folders of photos)."),
+    k: int = typer.Option(5, "--k", "-k", min=1, help="Identities to list per photo."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    model: str = typer.Option(
+        None, "--model", "-m", help=MODEL_HELP + " Default: the gallery's model."
+    ),
+    aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+    faiss: bool = typer.Option(False, "--faiss", help="Search with a faiss index."),
+) -> None:
+    """Rank the enrolled identities most similar to each photo (an identity scores the
+    cosine similarity of its best-matching enrolled image)."""
+    import json
+
+    from mfr.errors import MfrError
+    from mfr.gallery.search import GallerySearch
+
+    if not gallery.is_file():
+        from mfr.io import missing_file
+
+        raise missing_file(gallery, "gallery", "create it with `mfr enroll`")
+    from mfr.api import FaceRecognizer
+
+    recognizer, store = FaceRecognizer.for_gallery(gallery, model)
+    from mfr.gallery.enrol import photo_files
+
+    paths = photo_files(photos, _err)
+    where = f"{photos[0]}{' ...' if len(photos) > 1 else ''}"
+    if not paths:
+        raise MfrError(f"{where}: no photos to identify")
+    result = _embed(recognizer, paths, aligned)
+    if not result.kept:
+        raise MfrError(f"{where}: none of the {len(paths)} photos could be used (see above)")
+    search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
+    ranked = search.search(result.embeddings, k)
+    threshold = recognizer.threshold
+    say_model(recognizer)
+    records = []
+    for row, matches in zip(result.kept, ranked, strict=True):
+        records.append(
+            {
+                "photo": str(paths[row]),
+                "matches": [
+                    {
+                        "rank": rank,
+                        "identity": m.identity,
+                        "score": round(m.score, 6),
+                        "same": None if threshold is None else bool(m.score > threshold),
+                        "entry_id": int(store.ids[m.entry]),
+                        "enrolled_path": str(store.paths[m.entry]),
+                    }
+                    for rank, m in enumerate(matches, 1)
+                ],
+            }
+        )
+    if as_json:
+        skipped = [{"photo": w, "reason": r} for w, r in result.skipped]
+        payload = {
+            "gallery": str(gallery),
+            "model": recognizer.model.spec,
+            "threshold": threshold,
+            "operating_point": recognizer.operating_point,
+            "results": records,
+            "skipped": skipped,
+            "notes": result.notes,
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("rank", "identity", "score", "same?")
+    table.add_column("photo", overflow="fold")
+    for record in records:
+        for match in record["matches"]:
+            same = {None: "", True: "yes", False: "no"}[match["same"]]
+            photo = record["photo"] if match["rank"] == 1 else ""
+            score = f"{match['score']:.4f}"
+            table.add_row(str(match["rank"]), match["identity"], score, same, photo)
+    Console().print(table)
+
+
+def verify(
+    a: Path = typer.Argument(None, help="First photo."),
+    b: Path = typer.Argument(None, help="Second photo."),
+    model: str = typer.Option(
+        None,
+        "--model",
+        "-m",
+        help=MODEL_HELP + " Default: the best installed model, else dlib-resnet.",
+    ),
+    threshold: float = typer.Option(None, "--threshold", help="Override the stored one."),
+    aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
+    calibrate: Path = typer.Option(
+        None,
+        "--calibrate",
+        help="Embeddings file (from `mfr embed` with this model): "
+        "calibrate the threshold on its pairs and store it with the model.",
+    ),
+    pairs: Path = typer.Option(None, "--pairs", help="Pairs CSV for --calibrate."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Are two photos the same person? Prints the cosine similarity and the decision
+    (same when above the model's threshold, whose operating point is printed). A model
+    without a threshold refuses to decide. With --calibrate, store one."""
+    import json
+
+    from mfr.errors import MfrError
+    from mfr.gallery.threshold import check_threshold
+
+    if threshold is not None:
+        threshold = check_threshold(threshold, "--threshold")
+    from mfr.api import FaceRecognizer
+
+    recognizer = FaceRecognizer.load(model, threshold=threshold)
+    if calibrate is not None:
+        from mfr.gallery.threshold import calibrate_model
+
+        model_info = recognizer.model
+        record, where = calibrate_model(
+            model_info.spec, model_info.fingerprint, calibrate, pairs, dim=recognizer.dim
+        )
+        typer.echo(
+            f"threshold {record['threshold']:.4f} (accuracy {100 * record['accuracy']:.2f}% "
+            f"on {record['num_pairs']} pairs) stored in {where}"
+        )
+        return
+    if a is None or b is None:
+        raise MfrError("verify needs two photos (or --calibrate EMB.npz)")
+    decision = recognizer.decide(a, b, aligned=aligned)
+    say_model(recognizer)
+    if as_json:
+        payload = {"a": str(a), "b": str(b), "similarity": decision.similarity,
+                   "same": decision.same, "threshold": decision.threshold,
+                   "model": recognizer.model.spec,
+                   "operating_point": decision.operating_point}  # fmt: skip
+        typer.echo(json.dumps(payload))
+    else:
+        verdict = "same person" if decision.same else "different people"
+        typer.echo(
+            f"{verdict}: similarity {decision.similarity:.4f} (threshold "
+            f"{decision.threshold:.4f}, model {recognizer.model.spec}; operating point: "
+            f"{decision.operating_point})"
+        )
+
+
+def list_(
+    gallery: Path = typer.Argument(..., help="Gallery file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a gallery's model and its identities with their image counts."""
+    import json
+
     from mfr.gallery.store import Gallery
 
-    gallery = Gallery.load(gallery_path) if gallery_path.exists() else None
-    if model is None and gallery is not None:
-        recognizer = load_recognizer(gallery.model.spec, note="the gallery's model")
-    else:
-        recognizer = load_recognizer(model)
-    if gallery is not None:
-        gallery.check_model(recognizer.model, gallery_path)
-    return recognizer, gallery
+    store = Gallery.load(gallery)
+    counts = store.identity_counts()
+    if as_json:
+        payload = {
+            "model": store.model.to_json(),
+            "created": store.created,
+            "updated": store.updated,
+            "images": len(store),
+            "identities": counts,
+            "entries": [
+                {"id": int(i), "identity": str(n), "path": str(p)}
+                for i, n, p in zip(store.ids, store.identities, store.paths, strict=True)
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    typer.echo(f"{gallery}: {len(counts)} identities, {len(store)} images")
+    typer.echo(f"model {store.model.spec} ({store.model.name}, {store.model.dim}-d, "
+               f"weights {store.model.fingerprint[:19]})")  # fmt: skip
+    typer.echo(f"created {store.created}, updated {store.updated}")
+    for identity, count in counts.items():
+        typer.echo(f"  {identity}\t{count}")
+
+
+def remove(
+    gallery: Path = typer.Argument(..., help="Gallery file."),
+    identity: str = typer.Argument(None, help="Identity to remove (all its images)."),
+    entry: list[int] = typer.Option(
+        None,
+        "--entry",
+        help="Remove one entry by id (repeatable; ids from `gallery list --json`). With "
+        "IDENTITY, each entry must be that identity's.",
+    ),
+) -> None:
+    """Remove an identity (all its images) or single entries (--entry ID); IDENTITY with
+    --entry removes those entries only and checks they are IDENTITY's. An unknown
+    identity or id, or an entry of another identity, removes nothing."""
+    from collections import Counter
+
+    from mfr.errors import MfrError
+    from mfr.gallery.store import Gallery, locked
+
+    if identity is None and not entry:
+        raise MfrError("name an identity or give --entry ID")
+    with locked(gallery):
+        store = Gallery.load(gallery)
+        names = Counter(store.identities[store.select(identity, entry, gallery)].tolist())
+        removed = store.remove(identity, entry, gallery)
+        store.save(gallery)
+    of = ", ".join(f"{count} of {name}" for name, count in sorted(names.items()))
+    typer.echo(f"removed {removed} images ({of}) from {gallery} ({len(store)} left)")
+
+
+def rename(
+    gallery: Path = typer.Argument(..., help="Gallery file."),
+    old: str = typer.Argument(..., help="Current identity name."),
+    new: str = typer.Argument(..., help="New name (merged if it exists)."),
+) -> None:
+    """Rename an identity (merging into NEW if it is already enrolled)."""
+    from mfr.errors import MfrError
+    from mfr.gallery.store import Gallery, locked
+
+    with locked(gallery):
+        store = Gallery.load(gallery)
+        count = store.rename(old, new)
+        if not count:
+            raise MfrError(f"{gallery}: no identity {old!r}")
+        store.save(gallery)
+    typer.echo(f"renamed {old} to {new} ({count} images)")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command()
-    def enroll(
-        gallery: Path = typer.Argument(..., help="Gallery file (.npz); created if missing."),
-        src: Path = typer.Argument(..., help="A photo, a folder of one person, or a dataset."),
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help=MODEL_HELP + " Default: the gallery's model, else the default model.",
-        ),
-        name: str = typer.Option(None, "--name", "-n", help="Identity of a photo or folder."),
-        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
-    ) -> None:
-        """Enrol faces into a gallery: one photo with --name, a folder of one person with
-        --name, or a dataset folder <identity>/<images> (full faces only)."""
-        from mfr.errors import MfrError
-        from mfr.gallery.store import Gallery, locked
-        from mfr.io import check_writable, on_interrupt, remove_stale_temps_of
-
-        check_writable(gallery)  # a read-only or full folder fails before the embedding
-        remove_stale_temps_of(gallery)  # a killed enrolment's
-        sources = enrolment_sources(src, name)
-        if not sources:
-            raise MfrError(f"{src}: no images to enrol")
-        recognizer, existing = _model_for(gallery, model)
-        if existing is not None:  # a first look, to embed only new photos
-            sources = _new_sources(existing, sources, warn=True)
-        if not sources:
-            typer.echo(f"nothing new to enrol into {gallery}")
-            return
-        on_interrupt(f"nothing enrolled, {gallery} unchanged; run the same command again")
-        result = _embed(recognizer, [p for _, p in sources], aligned)
-        if not result.kept:
-            raise MfrError(f"{src}: nothing enrolled, all {len(sources)} images skipped")
-        with locked(gallery):
-            # the gallery as it is now: another enrolment may have written it meanwhile
-            store = Gallery.load(gallery) if gallery.exists() else Gallery.empty(recognizer.model)
-            store.check_model(recognizer.model, gallery)
-            embedded = [(*sources[i], row) for row, i in enumerate(result.kept)]
-            candidates = [(i, p) for i, p, _ in embedded]
-            fresh = set(_new_sources(store, candidates, warn=existing is None))
-            if len(fresh) < len(embedded) and existing is not None:
-                _err(f"{len(embedded) - len(fresh)} images were enrolled meanwhile by another "
-                     "run, not added again")  # fmt: skip
-            embedded = [(i, p, row) for i, p, row in embedded if (i, p) in fresh]
-            identities = [i for i, _, _ in embedded]
-            for identity in dict.fromkeys(identities):
-                rows = [row for i, _, row in embedded if i == identity]
-                paths = [str(p.resolve()) for i, p, _ in embedded if i == identity]
-                store.add(identity, result.embeddings[rows], paths)
-            if embedded:
-                store.save(gallery)
-                on_interrupt(f"enrolment saved in {gallery}")
-        say_model(recognizer)
-        if not embedded:
-            typer.echo(f"nothing new to enrol into {gallery}")
-            return
-        typer.echo(
-            f"enrolled {len(embedded)} images of {len(set(identities))} identities into "
-            f"{gallery} (now {len(store.identity_counts())} identities, {len(store)} images)"
-        )
-
-    @app.command()
-    def identify(
-        gallery: Path = typer.Argument(..., help="Gallery file made by `mfr enroll`."),
-        photos: list[Path] = typer.Argument(..., help="Photos (or folders of photos)."),
-        k: int = typer.Option(5, "--k", "-k", min=1, help="Identities to list per photo."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
-        model: str = typer.Option(
-            None, "--model", "-m", help=MODEL_HELP + " Default: the gallery's model."
-        ),
-        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
-        faiss: bool = typer.Option(False, "--faiss", help="Search with a faiss index."),
-    ) -> None:
-        """Rank the enrolled identities most similar to each photo (an identity scores the
-        cosine similarity of its best-matching enrolled image)."""
-        import json
-
-        from mfr.errors import MfrError
-        from mfr.gallery.search import GallerySearch
-
-        if not gallery.is_file():
-            from mfr.io import missing_file
-
-            raise missing_file(gallery, "gallery", "create it with `mfr enroll`")
-        recognizer, store = _model_for(gallery, model)
-        paths = _photos(photos)
-        where = f"{photos[0]}{' ...' if len(photos) > 1 else ''}"
-        if not paths:
-            raise MfrError(f"{where}: no photos to identify")
-        result = _embed(recognizer, paths, aligned)
-        if not result.kept:
-            raise MfrError(f"{where}: none of the {len(paths)} photos could be used (see above)")
-        search = GallerySearch(store.embeddings, store.identities, "faiss" if faiss else "exact")
-        ranked = search.search(result.embeddings, k)
-        threshold = recognizer.threshold
-        say_model(recognizer)
-        records = []
-        for row, matches in zip(result.kept, ranked, strict=True):
-            records.append(
-                {
-                    "photo": str(paths[row]),
-                    "matches": [
-                        {
-                            "rank": rank,
-                            "identity": m.identity,
-                            "score": round(m.score, 6),
-                            "same": None if threshold is None else bool(m.score > threshold),
-                            "entry_id": int(store.ids[m.entry]),
-                            "enrolled_path": str(store.paths[m.entry]),
-                        }
-                        for rank, m in enumerate(matches, 1)
-                    ],
-                }
-            )
-        if as_json:
-            skipped = [{"photo": w, "reason": r} for w, r in result.skipped]
-            payload = {
-                "gallery": str(gallery),
-                "model": recognizer.model.spec,
-                "threshold": threshold,
-                "operating_point": recognizer.operating_point,
-                "results": records,
-                "skipped": skipped,
-                "notes": result.notes,
-            }
-            typer.echo(json.dumps(payload, indent=2))
-            return
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("rank", "identity", "score", "same?")
-        table.add_column("photo", overflow="fold")
-        for record in records:
-            for match in record["matches"]:
-                same = {None: "", True: "yes", False: "no"}[match["same"]]
-                photo = record["photo"] if match["rank"] == 1 else ""
-                score = f"{match['score']:.4f}"
-                table.add_row(str(match["rank"]), match["identity"], score, same, photo)
-        Console().print(table)
-
-    @app.command()
-    def verify(
-        a: Path = typer.Argument(None, help="First photo."),
-        b: Path = typer.Argument(None, help="Second photo."),
-        model: str = typer.Option(
-            None,
-            "--model",
-            "-m",
-            help=MODEL_HELP + " Default: the best installed model, else dlib-resnet.",
-        ),
-        threshold: float = typer.Option(None, "--threshold", help="Override the stored one."),
-        aligned: bool = typer.Option(None, "--aligned/--detect", help=ALIGNED_HELP),
-        calibrate: Path = typer.Option(
-            None,
-            "--calibrate",
-            help="Embeddings file (from `mfr embed` with this model): "
-            "calibrate the threshold on its pairs and store it with the model.",
-        ),
-        pairs: Path = typer.Option(None, "--pairs", help="Pairs CSV for --calibrate."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Are two photos the same person? Prints the cosine similarity and the decision
-        (same when above the model's threshold, whose operating point is printed). A model
-        without a threshold refuses to decide. With --calibrate, store one."""
-        import json
-
-        from mfr.errors import MfrError
-        from mfr.gallery.threshold import check_threshold
-
-        if threshold is not None:
-            threshold = check_threshold(threshold, "--threshold")
-        recognizer = load_recognizer(model, threshold=threshold)
-        if calibrate is not None:
-            from mfr.embedders.registry import find_installed, set_threshold
-            from mfr.gallery.threshold import calibrate as run_calibration
-            from mfr.gallery.threshold import operating_point, store_threshold
-
-            record = run_calibration(calibrate, pairs, dim=recognizer.dim)
-            record["source"] = str(calibrate)
-            spec = recognizer.model.spec
-            if find_installed(spec) is not None:
-                where = set_threshold(spec, record["threshold"], operating_point(record))
-            else:
-                where = store_threshold(spec, recognizer.model.fingerprint, record)
-            typer.echo(
-                f"threshold {record['threshold']:.4f} (accuracy {100 * record['accuracy']:.2f}% "
-                f"on {record['num_pairs']} pairs) stored in {where}"
-            )
-            return
-        if a is None or b is None:
-            raise MfrError("verify needs two photos (or --calibrate EMB.npz)")
-        decision = recognizer.decide(a, b, aligned=aligned)
-        say_model(recognizer)
-        if as_json:
-            payload = {"a": str(a), "b": str(b), "similarity": decision.similarity,
-                       "same": decision.same, "threshold": decision.threshold,
-                       "model": recognizer.model.spec,
-                       "operating_point": decision.operating_point}  # fmt: skip
-            typer.echo(json.dumps(payload))
-        else:
-            verdict = "same person" if decision.same else "different people"
-            typer.echo(
-                f"{verdict}: similarity {decision.similarity:.4f} (threshold "
-                f"{decision.threshold:.4f}, model {recognizer.model.spec}; operating point: "
-                f"{decision.operating_point})"
-            )
-
+    app.command()(enroll)
+    app.command()(identify)
+    app.command()(verify)
     sub = typer.Typer(help="Inspect and edit a gallery.", no_args_is_help=True)
     app.add_typer(sub, name="gallery")
-
-    @sub.command("list")
-    def list_(
-        gallery: Path = typer.Argument(..., help="Gallery file."),
-        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    ) -> None:
-        """Show a gallery's model and its identities with their image counts."""
-        import json
-
-        from mfr.gallery.store import Gallery
-
-        store = Gallery.load(gallery)
-        counts = store.identity_counts()
-        if as_json:
-            payload = {
-                "model": store.model.to_json(),
-                "created": store.created,
-                "updated": store.updated,
-                "images": len(store),
-                "identities": counts,
-                "entries": [
-                    {"id": int(i), "identity": str(n), "path": str(p)}
-                    for i, n, p in zip(store.ids, store.identities, store.paths, strict=True)
-                ],
-            }
-            typer.echo(json.dumps(payload, indent=2))
-            return
-        typer.echo(f"{gallery}: {len(counts)} identities, {len(store)} images")
-        typer.echo(f"model {store.model.spec} ({store.model.name}, {store.model.dim}-d, "
-                   f"weights {store.model.fingerprint[:19]})")  # fmt: skip
-        typer.echo(f"created {store.created}, updated {store.updated}")
-        for identity, count in counts.items():
-            typer.echo(f"  {identity}\t{count}")
-
-    @sub.command()
-    def remove(
-        gallery: Path = typer.Argument(..., help="Gallery file."),
-        identity: str = typer.Argument(None, help="Identity to remove (all its images)."),
-        entry: list[int] = typer.Option(
-            None,
-            "--entry",
-            help="Remove one entry by id (repeatable; ids from `gallery list --json`). With "
-            "IDENTITY, each entry must be that identity's.",
-        ),
-    ) -> None:
-        """Remove an identity (all its images) or single entries (--entry ID); IDENTITY with
-        --entry removes those entries only and checks they are IDENTITY's. An unknown
-        identity or id, or an entry of another identity, removes nothing."""
-        from collections import Counter
-
-        from mfr.errors import MfrError
-        from mfr.gallery.store import Gallery, locked
-
-        if identity is None and not entry:
-            raise MfrError("name an identity or give --entry ID")
-        with locked(gallery):
-            store = Gallery.load(gallery)
-            names = Counter(store.identities[store.select(identity, entry, gallery)].tolist())
-            removed = store.remove(identity, entry, gallery)
-            store.save(gallery)
-        of = ", ".join(f"{count} of {name}" for name, count in sorted(names.items()))
-        typer.echo(f"removed {removed} images ({of}) from {gallery} ({len(store)} left)")
-
-    @sub.command()
-    def rename(
-        gallery: Path = typer.Argument(..., help="Gallery file."),
-        old: str = typer.Argument(..., help="Current identity name."),
-        new: str = typer.Argument(..., help="New name (merged if it exists)."),
-    ) -> None:
-        """Rename an identity (merging into NEW if it is already enrolled)."""
-        from mfr.errors import MfrError
-        from mfr.gallery.store import Gallery, locked
-
-        with locked(gallery):
-            store = Gallery.load(gallery)
-            count = store.rename(old, new)
-            if not count:
-                raise MfrError(f"{gallery}: no identity {old!r}")
-            store.save(gallery)
-        typer.echo(f"renamed {old} to {new} ({count} images)")
+    sub.command("list")(list_)
+    sub.command()(remove)
+    sub.command()(rename)

@@ -2,7 +2,16 @@
 
 An embedder has ``name``, ``dim`` and ``embed(images) -> np.ndarray`` (float32, N x dim),
 where ``images`` is a list of RGB uint8 arrays (H x W x 3). ``aligned`` tells whether the
-images are already aligned crops (skip detection).
+images are already aligned crops (skip detection). Every embedder takes ``normalize``: True
+gives L2-normalised rows (the default of trained models, ``.pt`` and ``.onnx``, and what
+``mfr embed`` writes whatever the format); dlib's descriptors are raw by default (its distance
+rule needs their ~1.43 length).
+
+Modules: ``checkpoint`` (the one reader of mfr checkpoints for inference), ``network``
+(:func:`~mfr.embedders.network.embed_images` and the checkpoint embedder), ``onnx``, ``dlib``,
+``faces`` (a photo or crop made ready for an embedder), ``fingerprint`` (the one model
+fingerprint), ``registry`` (model names, the default model), ``dataset`` (``mfr embed``:
+:func:`embed_dataset`).
 
 Specs: ``dlib`` (dlib's ResNet descriptor); ``dlib-resnet`` (dlib's weights in mfr's
 ``dlib-resnet`` backbone: aligned crops through a fixed chip box, no landmarks); a path to an
@@ -16,7 +25,13 @@ from typing import Protocol
 
 import numpy as np
 
+from mfr.embedders.dataset import dataset_faces, embed_dataset
 from mfr.errors import MfrError
+
+__all__ = [
+    "BUILTIN_MODELS", "Embedder", "check_finite", "dataset_faces", "embed_dataset",
+    "load_embedder",
+]  # fmt: skip
 
 
 class Embedder(Protocol):
@@ -46,13 +61,15 @@ def check_finite(features: np.ndarray, model: str, names=None) -> np.ndarray:
 
 
 def load_embedder(spec: str, **options) -> Embedder:
-    """Build the embedder named by ``spec`` (see the module docstring)."""
+    """Build the embedder named by ``spec`` (see the module docstring); ``options`` go to its
+    constructor (e.g. ``normalize``). Raises ``MfrError`` for an unknown spec, and the
+    embedder's own ``CheckpointError`` for a file it cannot load."""
     if spec == "dlib":
         from mfr.embedders.dlib import DlibEmbedder
 
         return DlibEmbedder(**options)
     if spec == "dlib-resnet":
-        from mfr.embedders.checkpoint import CheckpointEmbedder
+        from mfr.embedders.network import CheckpointEmbedder
 
         return CheckpointEmbedder(spec, **options)
     path = Path(spec)
@@ -61,7 +78,7 @@ def load_embedder(spec: str, **options) -> Embedder:
 
         return OnnxEmbedder(path, **options)
     if path.suffix in {".pt", ".pth", ".ckpt"}:
-        from mfr.embedders.checkpoint import CheckpointEmbedder
+        from mfr.embedders.network import CheckpointEmbedder
 
         return CheckpointEmbedder(path, **options)
     raise MfrError(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfr.align.dlib_models import face_descriptor_model, hog_detector, landmark_predictor
+from mfr.eval.embeddings import l2_normalise
 
 SMALL_IMAGE = 120  # short side (px) below which the HOG detector is upsampled twice
 
@@ -31,10 +32,13 @@ class DlibEmbedder:
     name = "dlib"
     dim = 128
 
-    def __init__(self, margin: float = 0.05, landmarks: int = 5) -> None:
+    def __init__(self, margin: float = 0.05, landmarks: int = 5, normalize: bool = False) -> None:
         if not 0 <= margin < 0.5:
             raise ValueError(f"margin must be in [0, 0.5), got {margin}")
         self.margin = margin
+        #: L2-normalise the descriptors (``mfr embed``); dlib's own are ~1.43 long and its
+        #: distance rule needs their real length, so raw is the default
+        self.normalize = normalize
         self.detector = hog_detector()
         self.predictor = landmark_predictor(landmarks)
         self.model = face_descriptor_model()
@@ -77,7 +81,8 @@ class DlibEmbedder:
         return np.array([np.asarray(d[0]) for d in descriptors], dtype=np.float32)
 
     def embed(self, images: list[np.ndarray], aligned: bool = False) -> np.ndarray:
-        """128-d descriptors (float32, N x 128) of RGB uint8 images."""
+        """128-d descriptors (float32, N x 128) of RGB uint8 images (L2-normalised with
+        ``normalize``)."""
         batch_images, rectangles = [], []
         for image in images:
             image = np.ascontiguousarray(image, dtype=np.uint8)
@@ -90,4 +95,5 @@ class DlibEmbedder:
                 self.fallback_count += 1
             batch_images.append(image)
             rectangles.append(rectangle)
-        return self.descriptors(batch_images, rectangles)
+        descriptors = self.descriptors(batch_images, rectangles)
+        return l2_normalise(descriptors) if self.normalize else descriptors

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.errors import CheckpointError
+from mfr.eval.embeddings import l2_normalise
 
 BATCH = 64
 
@@ -28,12 +29,16 @@ def resize_crops(images: list[np.ndarray], size: int) -> np.ndarray:
 
 
 class OnnxEmbedder:
-    """An ONNX embedding model; reads input size, dim and threshold from its metadata."""
+    """An ONNX embedding model; reads input size, dim and threshold from its metadata.
 
-    def __init__(self, path: str | Path, threads: int | None = None):
+    Raises ``CheckpointError`` for a missing or unreadable file, or an ONNX graph without
+    mfr's metadata."""
+
+    def __init__(self, path: str | Path, threads: int | None = None, normalize: bool = True):
         import onnxruntime as ort
 
         self.path = Path(path)
+        self.normalize = normalize
         if not self.path.is_file():
             from mfr.io import missing_file
 
@@ -60,9 +65,10 @@ class OnnxEmbedder:
         self.input_name = self.session.get_inputs()[0].name
 
     def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:
-        """RGB uint8 images -> L2-normalised float32 (N, dim); raw photos are aligned first."""
+        """RGB uint8 images -> float32 (N, dim), L2-normalised unless ``normalize=False``
+        (like a checkpoint's); raw photos are aligned first."""
         if not aligned:
-            from mfr.gallery.faces import align_photo
+            from mfr.embedders.faces import align_photo
 
             images = [align_photo(image).crop for image in images]
         out = np.zeros((len(images), self.dim), np.float32)
@@ -70,6 +76,4 @@ class OnnxEmbedder:
             batch = resize_crops(images[start : start + BATCH], self.input_size)
             tensor = batch.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1.0
             out[start : start + len(batch)] = self.session.run(None, {self.input_name: tensor})[0]
-        # L2-normalised like a checkpoint's embeddings (NaN rows stay NaN, for the caller)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(norms, 1e-12)
+        return l2_normalise(out) if self.normalize else out

@@ -146,9 +146,11 @@ def save_embeddings(path: str | Path, embeddings, identities, domains, paths) ->
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, float32."""
+    """Rows of ``x`` (N, D) scaled to unit L2 norm, float32 (N, D): the one normalisation of
+    mfr (embeddings files, galleries, calibration, evaluation). A zero row stays zero; a NaN
+    row stays NaN (for the caller to report)."""
     x = np.asarray(x, dtype=np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> np.ndarray:

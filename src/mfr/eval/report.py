@@ -27,6 +27,23 @@ def _percent(value: float | None) -> float | None:
     return 100.0 * float(value)
 
 
+def headline(retrieval: RetrievalResult | None, verification: VerificationResult | None) -> dict:
+    """The headline figures (percent 0-100, None where not computed) with their probe and
+    pair counts: ``rank1, rank5, rank10, mAP, accuracy, accuracy_std, num_probes,
+    num_pairs`` (the embedded-only view of an end-to-end report)."""
+    r, v = retrieval, verification
+    return {
+        "rank1": _percent(r.rank(1)) if r else None,
+        "rank5": _percent(r.rank(5)) if r else None,
+        "rank10": _percent(r.rank(10)) if r else None,
+        "mAP": _percent(r.mean_average_precision) if r else None,
+        "accuracy": _percent(v.accuracy) if v else None,
+        "accuracy_std": _percent(v.accuracy_std) if v else None,
+        "num_probes": r.num_probes if r else 0,
+        "num_pairs": v.num_pairs if v else 0,
+    }
+
+
 def build_report(
     retrieval: RetrievalResult | None,
     verification: VerificationResult | None,

@@ -41,7 +41,7 @@ import numpy as np
 
 from mfr.errors import MfrError
 from mfr.experiments.config import CONFIG_DIR
-from mfr.experiments.prepare import MARKER, _run_cli
+from mfr.experiments.prepare import MARKER, align, mask
 from mfr.io import atomic_write
 from mfr.paths import data_root
 
@@ -129,7 +129,7 @@ class Builder:
         if self._subset_suffix():
             source = self._manifest(folder, target.name)
         self.log(f"aligning {folder} -> {target}")
-        _run_cli(["align", source, target, "--pick", "central", "--workers", self.options.workers])
+        align(source, target, self.options.workers, self.log, pick="central")
         (target / MARKER).touch()
         return target
 
@@ -151,8 +151,7 @@ class Builder:
         target = aligned.with_name(f"{aligned.name}-{style}")
         if not (target / MARKER).is_file():
             self.log(f"masking {aligned} ({style}) -> {target}")
-            args = ["mask", aligned, target, "--method", style, "--seed", self.options.seed]
-            _run_cli([*args, "--workers", self.options.workers])
+            mask(aligned, target, style, self.options.seed, self.options.workers, self.log)
             (target / MARKER).touch()
         return target
 
@@ -338,7 +337,7 @@ def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = pri
     from mfr.data.dataset import load_index
     from mfr.data.images import read_image
     from mfr.embedders import load_embedder
-    from mfr.eval.embeddings import Embeddings
+    from mfr.eval.embeddings import Embeddings, l2_normalise
     from mfr.eval.retrieval import evaluate_retrieval
     from mfr.eval.verification import best_threshold
     from mfr.gallery.threshold import calibration_pairs
@@ -351,7 +350,7 @@ def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = pri
         images = [read_image(p) for p in index.paths[start : start + batch]]
         rows.append(embedder.embed(images, aligned=True))
     embeddings = np.concatenate(rows).astype(np.float32)
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(embeddings)
     identities = np.asarray(index.identities)
     domains = np.asarray(index.domains)
     data = Embeddings(unit, identities, domains, np.asarray([str(p) for p in index.paths]))

@@ -5,7 +5,8 @@
 - ``splits/``: the held-out LFW identities (synthetic-mask test) and the training exclude list.
 
 A finished step leaves a ``.mfr-complete`` marker so later runs skip it; an interrupted one is
-resumed by the command itself.
+resumed by the library function that builds it (the steps of ``mfr align``, ``mfr mask``,
+``mfr gan generate`` and ``mfr embed``, called directly).
 """
 
 from __future__ import annotations
@@ -24,12 +25,56 @@ from mfr.paths import data_root
 MARKER = ".mfr-complete"
 
 
-def _run_cli(args: list[str]) -> None:
-    from mfr.cli import main
+def align(
+    source: Path,
+    target: Path,
+    workers: int,
+    log: Callable[[str], None],
+    size: int = 112,
+    pick: str = "largest",
+) -> None:
+    """``mfr align SOURCE TARGET``: ``mfr.align.batch.align_folder`` with its defaults,
+    ``workers`` processes (0: one per CPU core); its notes and summary line go to ``log``."""
+    import os
 
-    code = main([str(a) for a in args])
-    if code:
-        raise MfrError(f"`mfr {' '.join(map(str, args))}` failed with status {code}")
+    from mfr.align.batch import align_folder
+
+    summary = align_folder(source, target, size=size, workers=workers or os.cpu_count() or 1,
+                           pick=pick)  # fmt: skip
+    for note in summary.notes:
+        log(f"note: {note}")
+    log(summary.line())
+
+
+def mask(
+    source: Path, target: Path, method: str, seed: int, workers: int, log: Callable[[str], None]
+) -> None:
+    """``mfr mask SOURCE TARGET --method METHOD``: masked twins (``mfr.masking.generate``)."""
+    from mfr.masking.generate import mask_folder
+
+    report = mask_folder(source, target, method, seed, workers=max(int(workers), 1))
+    for _, reason in sorted(report.failures):
+        log(f"skipped: {reason}")
+    log(f"mask ({method}): {report.written} written, {report.resumed} already done, "
+        f"{len(report.failures)} failed of {report.total} -> {target}")  # fmt: skip
+
+
+def generate(checkpoint: Path, source: Path, target: Path, log: Callable[[str], None]) -> None:
+    """``mfr gan generate``: a GAN-masked twin of every full face (``mfr.train.gan_generate``)."""
+    from mfr.train.gan_generate import generate_dataset
+
+    counts = generate_dataset(Path(checkpoint), source, target)
+    log(f"{target}: generated {counts['generated']}, kept {counts['existing']} existing, "
+        f"skipped {counts['skipped']} unreadable")  # fmt: skip
+
+
+def embed(dataset: Path, model: str, out: Path, log: Callable[[str], None]) -> None:
+    """``mfr embed DATASET --model MODEL --out OUT`` (``mfr.embedders.embed_dataset``)."""
+    from mfr.embedders import embed_dataset
+
+    summary = embed_dataset(dataset, model, out, log=log)
+    log(f"{out}: {summary['images']} embeddings ({summary['dim']}-d, {summary['model']}); "
+        f"{summary['bad_files']} bad files skipped")  # fmt: skip
 
 
 def _stable_order(name: str) -> str:
@@ -113,8 +158,7 @@ class Prepared:
         if not (target / MARKER).is_file():
             source = self._lfw_source() if source is None else source
             self.log(f"aligning {source} -> {target}")
-            args = ["align", source, target, "--size", self.config.size]
-            _run_cli([*args, "--workers", self.config.workers])
+            align(source, target, self.config.workers, self.log, size=self.config.size)
             (target / MARKER).touch()
         return target
 
@@ -141,14 +185,13 @@ class Prepared:
             return target
         if source in AD_HOC:
             self.log(f"masking {aligned} with {source} -> {target}")
-            args = ["mask", aligned, target, "--method", source, "--seed", seed]
-            _run_cli([*args, "--workers", self.config.workers])
+            mask(aligned, target, source, seed, self.config.workers, self.log)
         else:
             checkpoint = self.config.gan_checkpoints.get(source)
             if not checkpoint or not Path(checkpoint).is_file():
                 return None
             self.log(f"generating {source} masks on {aligned} -> {target}")
-            _run_cli(["gan", "generate", "--model", checkpoint, aligned, target])
+            generate(Path(checkpoint), aligned, target, self.log)
         (target / MARKER).touch()
         return target
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from mfr.experiments.cells import Cell, table_cells
 from mfr.experiments.config import ExperimentConfig
-from mfr.experiments.prepare import Prepared, _run_cli
+from mfr.experiments.prepare import Prepared, embed
 from mfr.io import atomic_write
 
 METRICS = ("accuracy", "rank1", "rank5", "rank10", "mAP")
@@ -30,9 +30,12 @@ def _evaluate(
     source: Path | None = None,
     bootstrap: int = 0,
 ) -> dict[str, Any]:
-    from mfr.commands.eval import run_eval
+    from mfr.embedders import dataset_faces
+    from mfr.eval import evaluate
 
-    return run_eval(embeddings, json_out=json_out, log=log, dataset=source, bootstrap=bootstrap)
+    faces = None if source is None else dataset_faces(source)
+    return evaluate(embeddings, json_out=json_out, log=log, dataset=source, bootstrap=bootstrap,
+                    dataset_faces=faces)  # fmt: skip
 
 
 def _embed_and_eval(
@@ -48,7 +51,7 @@ def _embed_and_eval(
     figures are end to end (a masked probe that was not aligned is a miss)."""
     embeddings = out / f"{name}.npz"
     if not embeddings.is_file():
-        _run_cli(["embed", dataset, "--model", model, "--out", embeddings])
+        embed(dataset, model, embeddings, log)
     report = _evaluate(embeddings, out / f"{name}.json", log, source, bootstrap)
     figures = {key: report.get(key) for key in (*METRICS, "accuracy_std", "num_probes",
                "num_gallery", "num_pairs", "skipped_probes", "cmc_top20", "end_to_end",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfr.errors import MfrError
-from mfr.gallery.store import normalise
+from mfr.eval.embeddings import l2_normalise
 
 #: Largest probe-by-gallery similarity block computed at once (bytes), for big galleries.
 BLOCK_BYTES = 256 * 2**20
@@ -41,7 +41,7 @@ def build_faiss_index(embeddings: np.ndarray, kind: str = "flat", nlist: int | N
     """A faiss inner-product index over normalised ``embeddings``: ``flat`` (exact),
     ``ivf`` (IVF-Flat, approximate; ``nprobe`` set to 16) or ``hnsw`` (approximate)."""
     faiss = _faiss()
-    data = np.ascontiguousarray(normalise(embeddings))
+    data = np.ascontiguousarray(l2_normalise(embeddings))
     dim = data.shape[1]
     if kind == "flat":
         index = faiss.IndexFlatIP(dim)
@@ -72,7 +72,7 @@ class GallerySearch:
     ):
         if backend not in {"exact", "faiss"}:
             raise MfrError(f"unknown search backend {backend!r}: use exact or faiss")
-        embeddings = normalise(embeddings)
+        embeddings = l2_normalise(embeddings)
         self.dim = embeddings.shape[1]
         self.identities = np.asarray(identities, dtype=str)
         self.classes, self.codes = np.unique(self.identities, return_inverse=True)
@@ -93,7 +93,7 @@ class GallerySearch:
 
     def search(self, probes: np.ndarray, k: int = 5) -> list[list[Match]]:
         """The ``k`` best identities of each probe (fewer when the gallery holds fewer)."""
-        probes = np.ascontiguousarray(normalise(np.atleast_2d(probes)))
+        probes = np.ascontiguousarray(l2_normalise(np.atleast_2d(probes)))
         if probes.shape[1] != self.dim:
             raise MfrError(f"probe embeddings are {probes.shape[1]}-d, gallery is {self.dim}-d")
         k = min(int(k), self.num_identities)

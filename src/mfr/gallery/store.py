@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mfr.errors import MfrError
+from mfr.eval.embeddings import l2_normalise
 from mfr.io import atomic_write
 
 FORMAT = "mfr-gallery"
@@ -62,13 +63,6 @@ def normalise_name(name: str) -> str:
     if not cleaned:
         raise MfrError(f"identity name {name!r} is empty")
     return cleaned
-
-
-def normalise(embeddings: np.ndarray) -> np.ndarray:
-    """Row-wise L2 normalisation in float32 (zero rows stay zero)."""
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
-    return embeddings / np.maximum(norms, 1e-12)
 
 
 @dataclass
@@ -128,7 +122,7 @@ class Gallery:
         if len(embeddings) != len(paths):
             raise ValueError("one path per embedding")
         new_ids = np.arange(self.next_id, self.next_id + len(embeddings), dtype=np.int64)
-        self.embeddings = np.concatenate([self.embeddings, normalise(embeddings)])
+        self.embeddings = np.concatenate([self.embeddings, l2_normalise(embeddings)])
         self.identities = np.concatenate([self.identities, np.array([identity] * len(paths))])
         self.paths = np.concatenate([self.paths, np.array([str(p) for p in paths], dtype=str)])
         self.ids = np.concatenate([self.ids, new_ids])

@@ -127,7 +127,7 @@ def calibrate(
 ) -> dict:
     """Calibrate on an embeddings file: ``{threshold, accuracy, num_pairs}``. ``dim`` is the
     model's embedding size: an embeddings file of another size was made by another model."""
-    from mfr.eval.embeddings import load_embeddings
+    from mfr.eval.embeddings import l2_normalise, load_embeddings
     from mfr.eval.verification import best_threshold
 
     data = load_embeddings(embeddings_file)
@@ -145,7 +145,7 @@ def calibrate(
         kind = "matched" if pairs[0, 2] else "unmatched"
         where = pairs_file or embeddings_file
         raise MfrError(f"{where}: only {kind} pairs; calibration needs both kinds")
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
+    unit = l2_normalise(embeddings)
     similarities = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
     threshold, accuracy = best_threshold(similarities, pairs[:, 2])
     threshold = float(np.clip(threshold, -1.0, 1.0))  # beyond every pair: the same decisions
@@ -154,11 +154,14 @@ def calibrate(
 
 def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     """Keep a calibrated threshold with the model (checkpoint key or sidecar); returns where."""
-    check_threshold(record["threshold"], "calibrated threshold")
-    if spec != "dlib" and Path(spec).suffix not in {".onnx"}:
-        from mfr.io import atomic_save_torch, load_torch
+    from mfr.embedders import BUILTIN_MODELS
 
-        checkpoint = load_torch(spec, "an mfr checkpoint (.pt)")
+    check_threshold(record["threshold"], "calibrated threshold")
+    if spec not in BUILTIN_MODELS and Path(spec).suffix not in {".onnx"}:
+        from mfr.embedders.checkpoint import read_checkpoint
+        from mfr.io import atomic_save_torch
+
+        checkpoint = read_checkpoint(spec)
         checkpoint["threshold"] = float(record["threshold"])
         checkpoint["operating_point"] = operating_point(record)
         atomic_save_torch(checkpoint, spec)
@@ -167,3 +170,24 @@ def store_threshold(spec: str, fingerprint: str, record: dict) -> Path:
     with atomic_write(target, "w") as handle:
         json.dump({**record, "fingerprint": fingerprint, "similarity": "cosine"}, handle, indent=2)
     return target
+
+
+def calibrate_model(
+    spec: str,
+    fingerprint: str,
+    embeddings_file: str | Path,
+    pairs_file: str | Path | None = None,
+    dim: int | None = None,
+) -> tuple[dict, Path]:
+    """``mfr verify --calibrate``: :func:`calibrate` on an embeddings file made with the model
+    ``spec`` (of ``dim``-d embeddings and weights ``fingerprint``), then keep the threshold
+    with the model: an installed model's record (``mfr.embedders.registry.set_threshold``),
+    else :func:`store_threshold`. Returns ``(record, where it was stored)``; the record
+    holds ``threshold``, ``accuracy``, ``num_pairs`` and ``source`` (the embeddings file)."""
+    from mfr.embedders.registry import find_installed, set_threshold
+
+    record = calibrate(embeddings_file, pairs_file, dim=dim)
+    record["source"] = str(embeddings_file)
+    if find_installed(spec) is not None:
+        return record, set_threshold(spec, record["threshold"], operating_point(record))
+    return record, store_threshold(spec, fingerprint, record)

@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mfr.eval.embeddings import l2_normalise
+
 GREEN, RED, WHITE = (40, 170, 60), (210, 40, 40), (255, 255, 255)
 
 
@@ -14,7 +16,7 @@ def top_k_matches(
     embeddings: np.ndarray, domains: np.ndarray, probes: list[int], k: int = 5
 ) -> list[list[tuple[int, float]]]:
     """For each probe row, the ``k`` most cosine-similar full-face rows as (row, similarity)."""
-    normed = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    normed = l2_normalise(embeddings)
     gallery = np.flatnonzero(domains == 0)
     scores = normed[probes] @ normed[gallery].T
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]

@@ -1,4 +1,6 @@
-"""A model's fingerprint: a SHA-256 of its weights, recorded in every gallery it enrols.
+"""A model's fingerprint: a SHA-256 of its weights, the one identity of a model in mfr.
+
+Recorded in every gallery it enrols, in ONNX exports and in ``mfr embed``'s resume file.
 
 Only the weights count, so re-saving a checkpoint with a calibrated threshold, or exporting it
 to ONNX (the export records the checkpoint's fingerprint), keeps its galleries usable.
@@ -39,13 +41,13 @@ def state_dict_fingerprint(state: dict) -> str:
 
 
 def checkpoint_fingerprint(path: str | Path) -> str:
-    """Fingerprint of an mfr checkpoint's ``model`` state dict."""
-
-    from mfr.io import load_torch
+    """Fingerprint of an mfr checkpoint's ``model`` state dict (read by
+    ``mfr.embedders.checkpoint.read_checkpoint``: ``CheckpointError`` for any other file)."""
+    from mfr.embedders.checkpoint import read_checkpoint
 
     path = Path(path)
-    checkpoint = load_torch(path, "an mfr checkpoint (.pt)")
-    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("model"), dict):
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint.get("model"), dict):
         raise CheckpointError(f"{path}: not an mfr checkpoint (no 'model' state dict)")
     return state_dict_fingerprint(checkpoint["model"])
 

@@ -1,0 +1,98 @@
+"""Embeddings from a torch network: :func:`embed_images` (the one way mfr runs a recognizer
+on a list of images) and :class:`CheckpointEmbedder`, an ``mfr train`` checkpoint
+(``mfr embed SRC --model run/final.pt``) or dlib's weights in the ``dlib-resnet`` backbone
+(``--model dlib-resnet``, no training) behind the embedder interface."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@torch.no_grad()
+def embed_images(
+    model: torch.nn.Module,
+    images: list[np.ndarray],
+    input_size: int,
+    batch_size: int = 64,
+    flip: bool = False,
+    normalize: bool = True,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """Embed RGB uint8 images (each H x W x 3, any size) with an eval-mode ``model``.
+
+    Each image is resized to ``input_size`` x ``input_size`` (``mfr.data.images.resize_square``)
+    and scaled to [-1, 1] NCHW (``mfr.nets.preprocess.images_to_tensor``); ``batch_size`` images
+    go through the model at a time on ``device`` (default: the model's). ``flip`` adds the
+    embedding of the mirrored image; ``normalize`` L2-normalises each row. Returns float32
+    (N, D); (0, 0) for no images. Raises ``ValueError`` for an image that is not RGB uint8.
+    """
+    from mfr.data.images import resize_square
+    from mfr.nets.preprocess import images_to_tensor
+
+    if device is None:
+        device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = [resize_square(im, input_size) for im in images[start : start + batch_size]]
+        batch = images_to_tensor(chunk).to(device)
+        features = model(batch).float()
+        if flip:
+            features = features + model(batch.flip(3)).float()
+        if normalize:
+            features = torch.nn.functional.normalize(features, dim=1)
+        out.append(features.cpu())
+    if not out:
+        return np.zeros((0, 0), np.float32)
+    return torch.cat(out).numpy().astype(np.float32, copy=False)
+
+
+class CheckpointEmbedder:
+    """A trained recognizer: aligned RGB uint8 faces -> L2-normalised float32 (N, D).
+
+    Images are resized to the checkpoint's input size; ``flip=True`` adds the embedding of
+    the mirrored image before normalising (flip averaging). ``normalize=False`` returns the
+    network's raw embeddings (dlib's weights give ~1.43-long descriptors; dlib's distance
+    rule needs their real length).
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        batch_size: int = 64,
+        flip: bool = False,
+        normalize: bool = True,
+    ):
+        from mfr.embedders.checkpoint import dlib_resnet_model, load_embedding_model
+
+        self.path = Path(path)
+        if str(path) == "dlib-resnet":  # no file: dlib's weights, untrained
+            self.model, self.metadata = dlib_resnet_model()
+        else:
+            self.model, self.metadata = load_embedding_model(self.path)
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self.batch_size = int(batch_size)
+        self.flip = flip
+        self.normalize = normalize
+        self.input_size = int(self.metadata["input_size"])
+        self.dim = int(self.metadata["embedding_dim"])
+        self.name = f"{self.path.name} ({self.metadata['backbone']}, {self.metadata['loss']})"
+        self.threshold = self.metadata.get("threshold")
+        self.operating_point = self.metadata.get("operating_point")
+
+    def embed(self, images: list[np.ndarray], aligned: bool = True) -> np.ndarray:
+        """Embed aligned faces (``aligned=False`` is not supported: align them first)."""
+        from mfr.errors import MfrError
+
+        if not aligned:
+            raise MfrError(
+                f"{self.path}: a checkpoint embedder needs aligned faces; run `mfr align` first"
+            )
+        if len(images) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return embed_images(self.model, images, self.input_size, self.batch_size, self.flip,
+                            self.normalize, self.device)  # fmt: skip
