@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mfr.data.dataset import load_index
-from mfr.data.images import IMAGE_SUFFIXES
+from mfr.data.layout import IMAGE_SUFFIXES
 from mfr.errors import MfrError
 from mfr.gallery.enrol import enrolment_sources, photo_files
 

@@ -7,10 +7,6 @@ from pathlib import Path
 
 import typer
 
-# train/recognizer.py validates through this name until the trainer branch calls
-# mfr.eval.evaluate itself
-from mfr.eval import evaluate as run_eval  # noqa: F401
-
 
 def eval_command(
     embeddings: Path = typer.Argument(..., help="Embeddings .npz (from `mfr embed`)."),

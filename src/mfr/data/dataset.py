@@ -18,7 +18,6 @@ from mfr.data.layout import (
     FULL,
     MANIFEST_NAME,
     MASKED,
-    MASKED_DIR,  # noqa: F401  (commands/gallery.py imports it from here until it uses layout)
     Listing,
     list_layout,
     list_manifest,

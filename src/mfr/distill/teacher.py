@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
+    """SHA-1 of an image file's bytes: the cache key of its teacher embedding."""
     digest = hashlib.sha1()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
@@ -33,17 +34,16 @@ def _file_digest(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def teacher_fingerprint(spec: str) -> str:
-    """A name for the teacher that changes when its weights change (``dlib`` or a model file)."""
+    """A folder name for the teacher that changes when its weights change: ``<name>-<16 hex
+    digits of mfr.embedders.fingerprint.model_fingerprint>`` (``dlib``, ``dlib-resnet`` or a
+    model file). Raises ``MfrError`` for a missing model file."""
     from mfr.embedders import BUILTIN_MODELS
+    from mfr.embedders.fingerprint import model_fingerprint
 
-    if spec in BUILTIN_MODELS:
-        from mfr.align.dlib_models import model_path
-
-        return f"{spec}-" + _file_digest(model_path("descriptor"))[:16]
-    path = Path(spec)
-    if not path.is_file():
-        raise missing_file(path, "teacher model")
-    return f"{path.stem}-{_file_digest(path)[:16]}"
+    if spec not in BUILTIN_MODELS and not Path(spec).is_file():
+        raise missing_file(Path(spec), "teacher model")
+    name = spec if spec in BUILTIN_MODELS else Path(spec).stem
+    return f"{name}-{model_fingerprint(spec).rsplit(':', 1)[-1][:16]}"
 
 
 class TeacherCache:

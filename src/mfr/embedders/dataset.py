@@ -128,7 +128,7 @@ def embed_dataset(
     if limit is not None:
         index = index.subset(np.arange(min(limit, len(index))))
     if index.skipped:
-        from mfr.data.walk import classify
+        from mfr.data.layout import classify
 
         example = index.skipped[0]
         reason = classify(example) or "outside identity folders"

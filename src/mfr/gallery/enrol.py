@@ -3,7 +3,7 @@ gallery does not hold yet (:func:`new_sources`), adding embedded photos under th
 lock (:func:`add_enrolled`), and the photos named for identification (:func:`photo_files`).
 
 Folders are listed by the one folder walk, ``mfr.data.walk`` (the image suffixes of
-``mfr.data.images.IMAGE_SUFFIXES``, as ``mfr data info`` and ``mfr embed`` take them); every
+``mfr.data.layout.IMAGE_SUFFIXES``, as ``mfr data info`` and ``mfr embed`` take them); every
 file a walk leaves out is told to ``log`` with its reason, then the count.
 """
 
@@ -34,8 +34,8 @@ def enrolment_sources(src: Path, name: str | None, log: Log) -> list[tuple[str, 
     ``mfr.data.dataset.load_index`` reads (identity folders, MFR2, LFW, a manifest), whose
     full faces are taken. Names are normalised (``normalise_name``). Raises ``MfrError``
     for a missing ``src`` or a single photo without ``name``."""
-    from mfr.data.dataset import FULL, MASKED_DIR, load_index
-    from mfr.data.walk import classify, walk_images
+    from mfr.data.dataset import load_index
+    from mfr.data.layout import FULL, MASKED_DIR, classify, walk_images
 
     if name is not None:
         name = normalise_name(name)
@@ -68,7 +68,7 @@ def enrolment_sources(src: Path, name: str | None, log: Log) -> list[tuple[str, 
 def photo_files(items: Sequence[Path], log: Log) -> list[Path]:
     """Files as given; folders expanded to the images under them (sorted), each file the
     walk leaves out reported with a count."""
-    from mfr.data.walk import walk_images
+    from mfr.data.layout import walk_images
 
     out, skipped = [], []
     for item in items:

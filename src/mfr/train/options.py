@@ -88,14 +88,14 @@ def merge_overrides(values: dict[str, Any], overrides: list[str] | tuple[str, ..
             value = parse_yaml(raw, f"--set {key}") if raw.strip() else ""
         except ConfigError:  # not YAML: the text itself (checked against the option's type)
             value = raw
-        *parents, leaf = key.split(".")
+        *outer_keys, leaf = key.split(".")
         target = merged
-        for depth, name in enumerate(parents):
+        for depth, name in enumerate(outer_keys):
             inner = target.get(name)
             if inner is None:
                 inner = {}
             elif not isinstance(inner, dict):
-                dotted = ".".join(parents[: depth + 1])
+                dotted = ".".join(outer_keys[: depth + 1])
                 raise ConfigError(f"--set {item!r}: option '{dotted}' is not a mapping")
             target[name] = inner = dict(inner)
             target = inner

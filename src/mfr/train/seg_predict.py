@@ -35,7 +35,8 @@ def predict_folder(model: MaskSegmenter, src: Path, dst: Path, batch_size: int =
     from PIL import Image
     from tqdm import tqdm
 
-    from mfr.data.gan_data import IMAGE_SUFFIXES, read_rgb
+    from mfr.data.gan_data import read_rgb
+    from mfr.data.layout import is_image_path
     from mfr.io import atomic_write, check_separate_folders
 
     src, dst = Path(src), Path(dst)
@@ -44,7 +45,7 @@ def predict_folder(model: MaskSegmenter, src: Path, dst: Path, batch_size: int =
     if src.is_file():
         files, base = [src], src.parent
     elif src.is_dir():
-        files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = sorted(p for p in src.rglob("*") if is_image_path(p))
         base = src
     else:
         raise MfrError(f"{src}: no such file or folder")
