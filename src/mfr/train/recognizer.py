@@ -187,6 +187,7 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     from mfr.data.loader import FaceImageDataset, check_batch, make_train_loader
     from mfr.data.sampler import PKSampler
     from mfr.losses import build_loss
+    from mfr.losses.imprint import enable_imprinting
     from mfr.nets.backbones import build_backbone
     from mfr.train import checkpoint as ckpt
     from mfr.train import distributed
@@ -208,6 +209,9 @@ def _train(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, 
     loss_fn = build_loss(
         config.loss, len(data.classes), config.embedding_dim, **config.loss_options
     )
+    if config.head_init == "imprint":
+        heads = enable_imprinting(loss_fn, config.imprint_scale)
+        log(f"head: imprinted from each identity's first batch ({heads} classifier)")
     if getattr(loss_fn, "requires_both_domains", False) and not (data.domains == 1).any():
         raise MfrError(
             f"{', '.join(config.data)}: loss {config.loss!r} needs masked images "
