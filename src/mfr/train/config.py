@@ -93,6 +93,10 @@ class TrainConfig:
     # backbone is frozen (no gradient, eval mode) while the new head learns
     head_lr: float | None = None
     head_warmup_steps: int = 0
+    # "imprint": each classifier row starts at its identity's mean embedding the first time the
+    # identity is in a batch (mfr.losses.imprint); "random": the loss's own initialisation
+    head_init: str = "random"
+    imprint_scale: float = 30.0
     # > 0: clip the gradient of all trained parameters to this global L2 norm each step
     # (keeps the first backbone steps after the warm-up from wrecking pretrained weights)
     grad_clip: float = 0.0
@@ -128,6 +132,8 @@ class TrainConfig:
                 "head_warmup_steps",
                 "must be >= 0 and below steps",
             ),
+            (self.head_init in ("random", "imprint"), "head_init", "must be random or imprint"),
+            (self.imprint_scale > 0, "imprint_scale", "must be positive"),
             (self.grad_clip >= 0, "grad_clip", "must be >= 0 (0: no clipping)"),
             (0.0 <= self.flip <= 1.0, "flip", "must be a probability"),
             (self.workers >= 0, "workers", "must be >= 0"),

@@ -215,6 +215,11 @@ def build_parts(
     loss_fn = build_loss(
         config.loss, len(data.classes), config.embedding_dim, **config.loss_options
     )
+    if config.head_init == "imprint":
+        from mfr.losses.imprint import enable_imprinting
+
+        heads = enable_imprinting(loss_fn, config.imprint_scale)
+        log(f"head: imprinted from each identity's first batch ({heads} classifier)")
     if getattr(loss_fn, "requires_both_domains", False) and not (data.domains == 1).any():
         raise MfrError(
             f"{', '.join(config.data)}: loss {config.loss!r} needs masked images "
