@@ -220,7 +220,9 @@ class Builder:
         options = self.options
         config = load_config(options.recipe, options.overrides)
         sets = [f"data=[{','.join(str(d) for d in data)}]", f"exclude=[{exclude}]",
-                f"seed={options.seed}", f"distill.cache={cache}"]  # fmt: skip
+                f"seed={options.seed}"]  # fmt: skip
+        if config.distill:  # a recipe without a teacher (--set 'distill={}') has no cache
+            sets.append(f"distill.cache={cache}")
         if options.steps is not None:
             sets.append(f"steps={options.steps}")
         if options.head_warmup_steps is not None:
