@@ -224,11 +224,15 @@ def _init_worker(options: dict) -> None:
     _options.update(options)
 
 
+_read_ahead: dict = {}  # source path -> future of read_image (one worker: the next image)
+
+
 def _write_replace(path: Path, data: bytes) -> None:
     """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
     image, and a power loss at worst loses images whose progress was not yet recorded (part
-    files are fsynced, and a recorded image that is missing is redone)."""
-    with atomic_write(path, "wb", fsync=False) as handle:
+    files are fsynced, and a recorded image that is missing is redone). Stale temps are not
+    looked for on every write: the run removed its own at the start."""
+    with atomic_write(path, "wb", fsync=False, clean=False) as handle:
         handle.write(data)
 
 
@@ -240,7 +244,8 @@ def _process(item: Item):
     from mfr.errors import MfrError
 
     try:
-        image = read_image(item.source)
+        ahead = _read_ahead.pop(item.source, None)
+        image = read_image(item.source) if ahead is None else ahead.result()
     except MfrError as error:
         return item, "unreadable", str(error), 0
     except OSError as error:
@@ -483,9 +488,20 @@ def align_folder(
 def _run(todo: list[Item], workers: int, options: dict):
     """Yield results of ``_process`` over ``todo`` (in-process for one worker)."""
     if workers <= 1 or len(todo) <= 1:
+        from concurrent.futures import ThreadPoolExecutor
+
         _init_worker(options)
-        for item in todo:
-            yield _process(item)
+        # the next image is decoded in a thread while this one is aligned (decoding and
+        # MediaPipe's graphs release the GIL)
+        with ThreadPoolExecutor(1) as reader:
+            try:
+                for i, item in enumerate(todo):
+                    if i + 1 < len(todo):
+                        following = todo[i + 1].source
+                        _read_ahead[following] = reader.submit(read_image, following)
+                    yield _process(item)
+            finally:
+                _read_ahead.clear()
         return
     import multiprocessing
 
