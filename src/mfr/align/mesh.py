@@ -27,11 +27,15 @@ faces BlazeFace finds on rmfrd-dev). A candidate is accepted when :func:`implaus
 finds the mesh upright in its own frame (eyes above nose above mouth) and consistent with
 BlazeFace's keypoints (eyes within ``MAX_EYE_SHIFT``, nose and mouth, which a mask hides
 from both, within ``MAX_LOWER_SHIFT`` inter-ocular distances); when it is not, BlazeFace
-is run again on an upright, well-framed cut and the mesh redone. A candidate of a
-second-chance step (low score, rotated, tile) must in addition score ``MIN_SCORE`` on such
-a cut, or reach face-presence ``MIN_PRESENCE``. The aligned crop is checked once more by
-``mfr.align.align.misaligned``. Constants were chosen on LFW, masked-real and non-faces
-(noise, LFW background corners), never on the evaluation sets (docs/alignment.md).
+is run again on an upright, well-framed cut and the mesh redone; when that does not settle
+it, once more on a cut framed by the mesh itself (:func:`mesh_framed`), and the face found
+there must also reach face-presence ``MIN_PRESENCE``. A candidate of a second-chance step
+(low score, rotated, tile) must in addition score ``MIN_SCORE`` on an upright cut, or reach
+face-presence ``MIN_PRESENCE``. Upside-down faces are refused (:class:`SecondLook`). The
+aligned crop is checked once more by ``mfr.align.align.misaligned``; when it fails, the
+mesh is fitted once more in the template's frame (:func:`refit_on_template`) and checked
+again. Constants were chosen on LFW, masked-real and non-faces (noise, LFW background
+corners), never on the evaluation sets (docs/alignment.md).
 """
 
 from __future__ import annotations
@@ -705,7 +709,7 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
 def find_upright_face(crop: np.ndarray) -> MeshFace | str:
     """The face of an image that should already be an upright face crop (no rotation search,
     no tiles): BlazeFace on the bordered crop at ``MIN_SCORE`` then ``LOW_SCORE``, the face
-    nearest the centre, the upside-down judge of :func:`second_look`, its mesh, and
+    nearest the centre, the upside-down judge of :class:`SecondLook`, its mesh, and
     :func:`implausible_mesh`; or the reason it failed."""
     faces = []
     for min_score in (MIN_SCORE, LOW_SCORE):
