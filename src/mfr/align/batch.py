@@ -225,6 +225,8 @@ def _init_worker(options: dict) -> None:
 
 
 _read_ahead: dict = {}  # source path -> future of read_image (one worker: the next image)
+_helper: list = []  # one worker: the thread that reads ahead and writes behind
+_writes: list = []  # futures of the writes behind, checked as the run goes
 
 
 def _write_replace(path: Path, data: bytes) -> None:
@@ -264,7 +266,14 @@ def _process(item: Item):
     ok, encoded = cv2.imencode(OUTPUT_EXTENSION, cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
     if not ok:
         return item, "unreadable", f"{item.source}: cannot encode the aligned image", 0
-    _write_replace(_options["dst"] / item.output, encoded.tobytes())
+    if _helper:
+        # written behind, while the next image is aligned: its record may come first, which
+        # a re-run handles (a recorded image whose file is missing is redone)
+        _writes.append(
+            _helper[0].submit(_write_replace, _options["dst"] / item.output, encoded.tobytes())
+        )
+    else:
+        _write_replace(_options["dst"] / item.output, encoded.tobytes())
     status = "fallback" if face.used_fallback else "aligned"
     return item, status, face.landmarks68, face.num_faces
 
@@ -491,17 +500,24 @@ def _run(todo: list[Item], workers: int, options: dict):
         from concurrent.futures import ThreadPoolExecutor
 
         _init_worker(options)
-        # the next image is decoded in a thread while this one is aligned (decoding and
-        # MediaPipe's graphs release the GIL)
-        with ThreadPoolExecutor(1) as reader:
+        # the next image is decoded, and the last one written, in a thread while this one is
+        # aligned (decoding, file writes and MediaPipe's graphs release the GIL)
+        with ThreadPoolExecutor(1) as helper:
+            _helper.append(helper)
             try:
                 for i, item in enumerate(todo):
                     if i + 1 < len(todo):
                         following = todo[i + 1].source
-                        _read_ahead[following] = reader.submit(read_image, following)
+                        _read_ahead[following] = helper.submit(read_image, following)
                     yield _process(item)
+                    while _writes and _writes[0].done():
+                        _writes.pop(0).result()  # a failed write stops the run
+                for write in _writes:
+                    write.result()
             finally:
+                _helper.clear()
                 _read_ahead.clear()
+                _writes.clear()  # the pool finishes the writes under way on the way out
         return
     import multiprocessing
 
