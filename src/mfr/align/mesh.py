@@ -661,7 +661,7 @@ def _accept(image: np.ndarray, face: MeshFace) -> MeshFace | str:
     if reason:
         # a third look, framed by the mesh: a mask moves BlazeFace's box and keypoints of a
         # tight or turned face more than the mesh; the face must then also reach presence
-        # MIN_PRESENCE (masked-real: 9 faces more, 2 wrong ones kept out by presence)
+        # MIN_PRESENCE (masked-real: 7 faces more, 1 wrong; without the bar 9, 2 wrong)
         confirmed = SecondLook(image, mesh_framed(first)).confirmed()
         if confirmed is not None:
             third = add_mesh(image, confirmed, MIN_PRESENCE)
