@@ -169,3 +169,35 @@ def test_bad_arguments_give_one_line_errors(tmp_path, capsys):
     assert "--pick 'biggest'" in capsys.readouterr().err
     assert main(["align", "--merge", str(tmp_path)]) == 2
     assert "nothing to merge" in capsys.readouterr().err
+
+
+def test_one_worker_reads_ahead_and_writes_behind_in_a_thread(source, tmp_path, monkeypatch):
+    import threading
+
+    from mfr.errors import OutputError
+
+    threads = {"read": set(), "write": set()}
+    real_read, real_write = batch.read_image, batch._write_replace
+
+    def read(path):
+        threads["read"].add(threading.current_thread().name)
+        return real_read(path)
+
+    def write(path, data):
+        threads["write"].add(threading.current_thread().name)
+        return real_write(path, data)
+
+    monkeypatch.setattr(batch, "read_image", read)
+    monkeypatch.setattr(batch, "_write_replace", write)
+    dst = tmp_path / "dst"
+    assert main(["align", str(source), str(dst), "--workers", "1", "-q"]) == 0
+    assert set(load_landmarks(dst)[0]) == ALIGNED
+    main_thread = threading.main_thread().name
+    assert threads["read"] - {main_thread} and threads["write"] == threads["read"] - {main_thread}
+
+    def failing(path, data):
+        raise OutputError(f"cannot write {path}: disk full")
+
+    monkeypatch.setattr(batch, "_write_replace", failing)  # a write behind that fails stops
+    with pytest.raises(OutputError, match="disk full"):
+        batch.align_folder(source, tmp_path / "other", workers=1, progress=False)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from test_align import grace_hopper
 
-from mfr.align.align import FaceNotFound, align_face, check_aligned, misaligned
+from mfr.align.align import FaceNotFound, align_face, check_aligned, misaligned, not_upright
 from mfr.align.detect import detect_face
 from mfr.align.similarity import arcface_template, five_points
 from mfr.embedders.faces import prepare_face
@@ -130,3 +130,64 @@ def test_mesh_landmarks_agree_with_dlib_on_unmasked_faces(data_dir):
 def test_unknown_detector_is_refused():
     with pytest.raises(ValueError, match="detector"):
         detect_face(grace_hopper(200), detector="hog")
+
+
+def test_a_crop_that_fails_its_check_is_fitted_again_in_the_template_frame(monkeypatch):
+    import mfr.align.align as align_module
+    from mfr.align.detect import Detection
+
+    image = grace_hopper(200)
+    good = detect_face(image)
+    interocular = np.linalg.norm(good.landmarks68[36:42].mean(0) - good.landmarks68[42:48].mean(0))
+    bad = good.landmarks68.copy()
+    bad[[30, 48, 54]] += [0.6 * interocular, 0]  # nose and mouth pulled aside: a turned fit
+
+    def distorted(*args, **kwargs):
+        return Detection(good.box, bad, False, 1, good.score)
+
+    monkeypatch.setattr(align_module, "detect_face", distorted)
+    _, landmarks = align_module.warp_to_template(image, bad)
+    assert misaligned(landmarks) is not None  # the first fit fails the crop check
+    face = align_face(image)  # ... and the fit in the template's frame passes it
+    assert misaligned(face.landmarks68) is None
+    with pytest.raises(FaceNotFound, match="crop not upright"):
+        align_face(image, detector="dlib")  # the dlib path is not fitted again
+
+
+def test_the_second_look_runs_only_the_passes_it_needs(monkeypatch, rng):
+    import mfr.align.mesh as mesh
+
+    calls = []
+    real = mesh.run_short
+
+    def counted(picture, min_score=mesh.MIN_SCORE):
+        found = real(picture, min_score)
+        calls.append(len(found))
+        return found
+
+    monkeypatch.setattr(mesh, "run_short", counted)
+    image = grace_hopper(200)
+    sure = detect_face(image).landmarks68
+    assert len(calls) == 1  # BlazeFace scores this face >= SURE_SCORE: the coarse pass only
+    calls.clear()
+    monkeypatch.setattr(mesh, "SURE_SCORE", 1.01)
+    judged = detect_face(image).landmarks68
+    assert len(calls) == 3  # coarse, the turned cut and the upright cut: the same face
+    np.testing.assert_array_equal(judged, sure)
+    # nothing on the turned cut: it cannot be upside down, and the upright cut is not run
+    calls.clear()
+    noise = rng.integers(0, 256, (200, 200, 3), dtype=np.uint8)
+    box, keypoints = np.array([50.0, 50, 150, 150]), np.array([[80.0, 90], [120, 90]])
+    look = mesh.SecondLook(noise, mesh.MeshFace(box, keypoints, 0.5, None))
+    assert not look.flipped() and calls == [0]
+
+
+def test_masked_faces_blazeface_frames_badly_are_aligned_by_a_look_framed_by_the_mesh(data_dir):
+    # masked-real photos (no identities, free to tune on) whose BlazeFace keypoints disagree
+    # with the mesh by more than MAX_EYE_SHIFT until BlazeFace looks again at a mesh-framed cut
+    folder = data_dir / "masked-real"
+    for name in ("masked_01440.jpg", "masked_01737.jpg"):
+        image = np.asarray(Image.open(folder / name).convert("RGB"))
+        face = align_face(image)
+        assert misaligned(face.landmarks68) is None
+        assert not_upright(face.landmarks68, 112) is None

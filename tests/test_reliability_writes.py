@@ -419,6 +419,17 @@ def _killed_mid_write(target: Path) -> Path:
     return temps[0]
 
 
+def test_an_atomic_write_removes_stale_temps_of_its_file_unless_told_not_to(tmp_path):
+    target = tmp_path / "face.png"
+    stale = _killed_mid_write(target)
+    with atomic_write(target, "wb", clean=False) as handle:  # a job that cleaned at start
+        handle.write(b"1")
+    assert stale.exists() and target.read_bytes() == b"1"
+    with atomic_write(target, "wb") as handle:
+        handle.write(b"2")
+    assert not stale.exists() and target.read_bytes() == b"2"
+
+
 def test_a_temp_file_left_by_a_killed_enrol_is_removed_by_the_next_enrol(world, tmp_path, capsys):
     gallery = tmp_path / "g.npz"
     shutil.copy(world["gallery"], gallery)

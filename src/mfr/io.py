@@ -204,16 +204,21 @@ def glob_escape(name: str) -> str:
 
 
 @contextlib.contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", fsync: bool = True) -> Iterator[IO]:
+def atomic_write(
+    path: str | Path, mode: str = "wb", fsync: bool = True, clean: bool = True
+) -> Iterator[IO]:
     """Open a temp file beside ``path``; on success it replaces ``path``, on error it is
     removed and an ``OSError`` of the write becomes :class:`OutputError`. Text modes write
     UTF-8 (names that are not UTF-8 byte for byte). ``fsync=False`` skips the flush to disk
-    (for many small files whose progress is recorded elsewhere)."""
+    (for many small files whose progress is recorded elsewhere); ``clean=False`` skips the
+    search for stale temps of ``path`` (a scan of its folder: for jobs that removed them
+    once at the start)."""
     path = Path(path)
     if path.is_dir():
         raise cannot_write(path, "it is an existing folder")
     ensure_folder(path.parent)
-    remove_stale_temps_of(path)
+    if clean:
+        remove_stale_temps_of(path)
     try:
         fd, tmp = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}-", suffix=".tmp"

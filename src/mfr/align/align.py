@@ -153,8 +153,19 @@ def align_face(
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {image.dtype} {image.shape}")
     detection = detect_face(image, fallback=fallback, pick=pick, detector=detector)
-    aligned, landmarks = warp_to_template(image, detection.landmarks68, size)
+    source68 = detection.landmarks68
+    aligned, landmarks = warp_to_template(image, source68, size)
     reason = misaligned(landmarks, size)
+    if reason and detector == "mediapipe":
+        # one more fit, seen in the aligned frame (mfr.align.mesh.refit_on_template)
+        from mfr.align.detect import mesh_to_68
+        from mfr.align.mesh import refit_on_template
+
+        mesh = refit_on_template(image, source68)
+        if mesh is not None:
+            source68 = mesh_to_68(mesh)
+            aligned, landmarks = warp_to_template(image, source68, size)
+            reason = misaligned(landmarks, size)
     if reason:
         raise FaceNotFound(f"no face found (crop not upright: {reason})")
     return AlignedFace(

@@ -163,11 +163,17 @@ def _init_worker(options: dict) -> None:
     _options.update(options)
 
 
+_read_ahead: dict = {}  # source path -> future of read_image (one worker: the next image)
+_helper: list = []  # one worker: the thread that reads ahead and writes behind
+_writes: list = []  # futures of the writes behind, checked as the run goes
+
+
 def _write_replace(path: Path, data: bytes) -> None:
     """Atomic (temp file + rename) but without ``fsync``: an interrupted run never leaves a half
     image, and a power loss at worst loses images whose progress was not yet recorded (part
-    files are fsynced, and a recorded image that is missing is redone)."""
-    with atomic_write(path, "wb", fsync=False) as handle:
+    files are fsynced, and a recorded image that is missing is redone). Stale temps are not
+    looked for on every write: the run removed its own at the start."""
+    with atomic_write(path, "wb", fsync=False, clean=False) as handle:
         handle.write(data)
 
 
@@ -179,7 +185,8 @@ def _process(item: Item):
     from mfr.errors import MfrError
 
     try:
-        image = read_image(item.source)
+        ahead = _read_ahead.pop(item.source, None)
+        image = read_image(item.source) if ahead is None else ahead.result()
     except MfrError as error:
         return item, "unreadable", str(error), 0
     except OSError as error:
@@ -198,7 +205,14 @@ def _process(item: Item):
     ok, encoded = cv2.imencode(OUTPUT_EXTENSION, cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
     if not ok:
         return item, "unreadable", f"{item.source}: cannot encode the aligned image", 0
-    _write_replace(_options["dst"] / item.output, encoded.tobytes())
+    if _helper:
+        # written behind, while the next image is aligned: its record may come first, which
+        # a re-run handles (a recorded image whose file is missing is redone)
+        _writes.append(
+            _helper[0].submit(_write_replace, _options["dst"] / item.output, encoded.tobytes())
+        )
+    else:
+        _write_replace(_options["dst"] / item.output, encoded.tobytes())
     status = "fallback" if face.used_fallback else "aligned"
     return item, status, face.landmarks68, face.num_faces
 
@@ -417,9 +431,27 @@ def align_folder(
 def _run(todo: list[Item], workers: int, options: dict):
     """Yield results of ``_process`` over ``todo`` (in-process for one worker)."""
     if workers <= 1 or len(todo) <= 1:
+        from concurrent.futures import ThreadPoolExecutor
+
         _init_worker(options)
-        for item in todo:
-            yield _process(item)
+        # the next image is decoded, and the last one written, in a thread while this one is
+        # aligned (decoding, file writes and MediaPipe's graphs release the GIL)
+        with ThreadPoolExecutor(1) as helper:
+            _helper.append(helper)
+            try:
+                for i, item in enumerate(todo):
+                    if i + 1 < len(todo):
+                        following = todo[i + 1].source
+                        _read_ahead[following] = helper.submit(read_image, following)
+                    yield _process(item)
+                    while _writes and _writes[0].done():
+                        _writes.pop(0).result()  # a failed write stops the run
+                for write in _writes:
+                    write.result()
+            finally:
+                _helper.clear()
+                _read_ahead.clear()
+                _writes.clear()  # the pool finishes the writes under way on the way out
         return
     import multiprocessing
 

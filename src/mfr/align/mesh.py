@@ -27,11 +27,15 @@ faces BlazeFace finds on rmfrd-dev). A candidate is accepted when :func:`implaus
 finds the mesh upright in its own frame (eyes above nose above mouth) and consistent with
 BlazeFace's keypoints (eyes within ``MAX_EYE_SHIFT``, nose and mouth, which a mask hides
 from both, within ``MAX_LOWER_SHIFT`` inter-ocular distances); when it is not, BlazeFace
-is run again on an upright, well-framed cut and the mesh redone. A candidate of a
-second-chance step (low score, rotated, tile) must in addition score ``MIN_SCORE`` on such
-a cut, or reach face-presence ``MIN_PRESENCE``. The aligned crop is checked once more by
-``mfr.align.align.misaligned``. Constants were chosen on LFW, masked-real and non-faces
-(noise, LFW background corners), never on the evaluation sets (docs/alignment.md).
+is run again on an upright, well-framed cut and the mesh redone; when that does not settle
+it, once more on a cut framed by the mesh itself (:func:`mesh_framed`), and the face found
+there must also reach face-presence ``MIN_PRESENCE``. A candidate of a second-chance step
+(low score, rotated, tile) must in addition score ``MIN_SCORE`` on an upright cut, or reach
+face-presence ``MIN_PRESENCE``. Upside-down faces are refused (:class:`SecondLook`). The
+aligned crop is checked once more by ``mfr.align.align.misaligned``; when it fails, the
+mesh is fitted once more in the template's frame (:func:`refit_on_template`) and checked
+again. Constants were chosen on LFW, masked-real and non-faces (noise, LFW background
+corners), never on the evaluation sets (docs/alignment.md).
 """
 
 from __future__ import annotations
@@ -65,9 +69,11 @@ TILE_STRIDE = 288
 LANDMARK_SIDE = 256  # the upright cut FaceMesh's landmark model sees (it resizes to 192)
 LANDMARK_SCALE = 1.5  # cut side / BlazeFace box side, as FaceMesh frames a detection
 REFIT_SCALE = 1.25  # cut side / the first mesh's extent, for the second fit
+TEMPLATE_CUT = 1.4  # cut side / aligned crop side, for the fit in the template's frame
 CONFIRM_SIDE = 192
 CONFIRM_SCALE = 2.5  # face at 40 % of the cut: BlazeFace short-range's comfortable size
 FLIP_MARGIN = 0.1
+SURE_SCORE = 0.9  # BlazeFace scores no upside-down face this high (LFW, masked-real: max 0.82)
 HOG_FLIP_MARGIN = 0.5
 HOG_SCALE = 2.0  # the cut HOG judges: face at half its side
 MAX_EYE_SHIFT = 0.6
@@ -473,6 +479,25 @@ def add_mesh(image: np.ndarray, face: MeshFace, min_presence: float = 0.0) -> Me
     return face
 
 
+def refit_on_template(image: np.ndarray, landmarks68: np.ndarray) -> np.ndarray | None:
+    """The 468-point mesh (source pixels, float64) fitted once more in the frame the ArcFace
+    template gives ``landmarks68`` (68 x 2, source pixels): the cut is the similarity fit of
+    their five points onto the template, ``TEMPLATE_CUT`` template crops wide around the
+    crop's centre, at ``LANDMARK_SIDE`` px. Used when an aligned crop fails its check: the
+    fit of a turned or half-cut face spreads the error of one frame over five points, and the
+    mesh of the face seen upright in the aligned frame is usually consistent with itself.
+    None when the landmark model finds nothing there."""
+    from mfr.align.similarity import arcface_template, five_points, umeyama
+
+    crop = 112.0
+    matrix = umeyama(five_points(landmarks68), arcface_template(112))
+    frame = np.array(
+        [[1.0, 0.0, crop * (TEMPLATE_CUT - 1) / 2], [0.0, 1.0, crop * (TEMPLATE_CUT - 1) / 2]]
+    ) * (LANDMARK_SIDE / (TEMPLATE_CUT * crop))
+    matrix = frame @ np.vstack([matrix, [0.0, 0.0, 1.0]])
+    return _mesh_in(image, matrix, 0.0)
+
+
 def cv2_invert(matrix: np.ndarray) -> np.ndarray:
     """The inverse of a 2 x 3 affine matrix."""
     full = np.vstack([matrix, [0.0, 0.0, 1.0]])
@@ -493,47 +518,72 @@ def _hog_score(cut: np.ndarray) -> float:
     return max(near, default=-4.0)
 
 
-def second_look(image: np.ndarray, face: MeshFace) -> tuple[MeshFace | None, bool]:
+class SecondLook:
     """BlazeFace again on an upright, well-framed cut around ``face`` (face at 1 /
-    ``CONFIRM_SCALE`` of ``CONFIRM_SIDE`` px) and on that cut turned by 180 degrees.
+    ``CONFIRM_SCALE`` of ``CONFIRM_SIDE`` px) and on that cut turned by 180 degrees; each
+    pass runs only when asked for (the common upright face needs the turned pass alone).
 
-    Returns (the detection nearest the cut's centre scoring ``MIN_SCORE``, in source pixels,
-    or None; whether the face is upside down). BlazeFace also finds upside-down faces, with
-    their keypoints upside down (LFW faces turned over: all 100 tried, median score 0.68).
-    A face is upside down when both judges say so: BlazeFace scores the turned cut more
-    than ``FLIP_MARGIN`` higher, and dlib's upright-only HOG detector scores it more than
-    ``HOG_FLIP_MARGIN`` higher. Measured on 100 LFW faces each: turned over, BlazeFace flags
-    100 and HOG 98 (5th percentile of HOG's margin 0.92); upright with a painted mask,
-    BlazeFace flags 6 and HOG's margin stays under 0.38 for 95 (masked-real: 1 of 94 and
-    0.41). A flagged face is refused, never turned."""
-    matrix = upright_matrix(face.keypoints, face.box, CONFIRM_SIDE, CONFIRM_SCALE)
-    cut = _cut(image, matrix, CONFIRM_SIDE)
-    turned_cut = np.ascontiguousarray(cut[::-1, ::-1])
-    centre = np.array([CONFIRM_SIDE / 2, CONFIRM_SIDE / 2])
+    :meth:`confirmed`: the detection nearest the cut's centre scoring ``MIN_SCORE``, in
+    source pixels, or None. :meth:`flipped`: whether the face is upside down. BlazeFace also
+    finds upside-down faces, with their keypoints upside down (LFW faces turned over: all 100
+    tried, median score 0.68). A face is upside down when both judges say so: BlazeFace
+    scores the turned cut more than ``FLIP_MARGIN`` higher, and dlib's upright-only HOG
+    detector scores it more than ``HOG_FLIP_MARGIN`` higher. Measured on 100 LFW faces each:
+    turned over, BlazeFace flags 100 and HOG 98 (5th percentile of HOG's margin 0.92);
+    upright with a painted mask, BlazeFace flags 6 and HOG's margin stays under 0.38 for 95
+    (masked-real: 1 of 94 and 0.41). A flagged face is refused, never turned. When nothing
+    scores ``LOW_SCORE`` on the turned cut, BlazeFace cannot flag the face whatever the
+    upright cut scores, so the upright pass is skipped (same decision, one pass fewer); a
+    face BlazeFace scores ``SURE_SCORE`` is not judged at all (turned over, 175 LFW and
+    masked-real faces scored at most 0.82; upright, 94 of 100 LFW faces and 2 of 93
+    masked-real faces score 0.9 or more)."""
 
-    def near(picture) -> list[MeshFace]:
+    def __init__(self, image: np.ndarray, face: MeshFace):
+        self.image, self.face = image, face
+        self.matrix = upright_matrix(face.keypoints, face.box, CONFIRM_SIDE, CONFIRM_SCALE)
+        self.cut = _cut(image, self.matrix, CONFIRM_SIDE)
+        self._upright: list | None = None
+
+    def _near(self, picture) -> list[MeshFace]:
+        centre = np.array([CONFIRM_SIDE / 2, CONFIRM_SIDE / 2])
         return [
             f
             for f in run_short(picture, LOW_SCORE)
             if np.linalg.norm((f.box[:2] + f.box[2:]) / 2 - centre) < CONFIRM_SIDE / 4
         ]
 
-    upright = near(cut)
-    best = max(upright, key=lambda f: f.score, default=None)
-    turned = max((f.score for f in near(turned_cut)), default=0.0)
-    flipped = turned > (best.score if best else 0.0) + FLIP_MARGIN
-    if flipped:
+    def _best(self) -> MeshFace | None:
+        if self._upright is None:
+            self._upright = [max(self._near(self.cut), key=lambda f: f.score, default=None)]
+        return self._upright[0]
+
+    def flipped(self) -> bool:
+        if self.face.score >= SURE_SCORE:
+            return False
+        turned = max(
+            (f.score for f in self._near(np.ascontiguousarray(self.cut[::-1, ::-1]))),
+            default=0.0,
+        )
+        if turned <= FLIP_MARGIN:  # nothing found turned (scores start at LOW_SCORE)
+            return False
+        best = self._best()
+        if turned <= (best.score if best else 0.0) + FLIP_MARGIN:
+            return False
+        face = self.face
         hog_cut = upright_matrix(face.keypoints, face.box, CONFIRM_SIDE, HOG_SCALE)
-        hog_cut = _cut(image, hog_cut, CONFIRM_SIDE)
-        flipped = (
+        hog_cut = _cut(self.image, hog_cut, CONFIRM_SIDE)
+        return (
             _hog_score(np.ascontiguousarray(hog_cut[::-1, ::-1])) - _hog_score(hog_cut)
             > HOG_FLIP_MARGIN
         )
-    if best is None or best.score < MIN_SCORE:
-        return None, flipped
-    confirmed = _affine(best, matrix)
-    confirmed.step = face.step
-    return confirmed, flipped
+
+    def confirmed(self) -> MeshFace | None:
+        best = self._best()
+        if best is None or best.score < MIN_SCORE:
+            return None
+        confirmed = _affine(best, self.matrix)
+        confirmed.step = self.face.step
+        return confirmed
 
 
 def implausible_mesh(face: MeshFace) -> str | None:
@@ -564,30 +614,60 @@ def implausible_mesh(face: MeshFace) -> str | None:
     return None
 
 
+def mesh_framed(face: MeshFace) -> MeshFace:
+    """A detection framed by ``face``'s mesh instead of BlazeFace: the mesh's extent as box,
+    its eye corners' centres, nose tip and lips as keypoints (ears: the extent's sides)."""
+    mesh = face.mesh
+    keypoints = np.vstack(
+        [
+            mesh[list(_MESH_RIGHT_EYE)].mean(0),
+            mesh[list(_MESH_LEFT_EYE)].mean(0),
+            mesh[_MESH_NOSE],
+            mesh[list(_MESH_MOUTH)].mean(0),
+            mesh[[234, 454]],
+        ]
+    )
+    return MeshFace(np.r_[mesh.min(0), mesh.max(0)], keypoints, face.score, None, face.step)
+
+
 def _accept(image: np.ndarray, face: MeshFace) -> MeshFace | str:
     """The face with its mesh if it passes the checks (see module doc), else the reason."""
-    confirmed, flipped = second_look(image, face)
-    if flipped:
+    look = SecondLook(image, face)
+    if look.flipped():
         return "upside down"
     if face.step == "coarse":
         face = add_mesh(image, face)
         reason = implausible_mesh(face)
-        if reason and confirmed is not None:
+        first = face
+        confirmed = look.confirmed() if reason else None
+        if confirmed is not None:
             # the second look settles most disagreements: BlazeFace's keypoints of a tilted
             # or tightly cropped face are the rougher of the two
             face = add_mesh(image, confirmed)
             reason = implausible_mesh(face)
-        return reason or face
-    # a face found only by a second-chance step must score MIN_SCORE again once upright and
-    # well framed, or the landmark model must score its presence MIN_PRESENCE (noise and
-    # patterns that pass LOW_SCORE rarely do either)
-    if confirmed is not None:
-        face = add_mesh(image, confirmed)
     else:
-        face = add_mesh(image, face, MIN_PRESENCE)
-        if face is None:
-            return "not confirmed"
-    return implausible_mesh(face) or face
+        # a face found only by a second-chance step must score MIN_SCORE again once upright
+        # and well framed, or the landmark model must score its presence MIN_PRESENCE (noise
+        # and patterns that pass LOW_SCORE rarely do either)
+        confirmed = look.confirmed()
+        if confirmed is not None:
+            face = add_mesh(image, confirmed)
+        else:
+            face = add_mesh(image, face, MIN_PRESENCE)
+            if face is None:
+                return "not confirmed"
+        first = face
+        reason = implausible_mesh(face)
+    if reason:
+        # a third look, framed by the mesh: a mask moves BlazeFace's box and keypoints of a
+        # tight or turned face more than the mesh; the face must then also reach presence
+        # MIN_PRESENCE (masked-real: 7 faces more, 1 wrong; without the bar 9, 2 wrong)
+        confirmed = SecondLook(image, mesh_framed(first)).confirmed()
+        if confirmed is not None:
+            third = add_mesh(image, confirmed, MIN_PRESENCE)
+            if third is not None and not implausible_mesh(third):
+                return third
+    return reason or face
 
 
 def _ordered(faces: list[MeshFace], shape, pick: str) -> list[MeshFace]:
@@ -629,7 +709,7 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
 def find_upright_face(crop: np.ndarray) -> MeshFace | str:
     """The face of an image that should already be an upright face crop (no rotation search,
     no tiles): BlazeFace on the bordered crop at ``MIN_SCORE`` then ``LOW_SCORE``, the face
-    nearest the centre, the upside-down judge of :func:`second_look`, its mesh, and
+    nearest the centre, the upside-down judge of :class:`SecondLook`, its mesh, and
     :func:`implausible_mesh`; or the reason it failed."""
     faces = []
     for min_score in (MIN_SCORE, LOW_SCORE):
@@ -643,7 +723,7 @@ def find_upright_face(crop: np.ndarray) -> MeshFace | str:
     if not faces:
         return "no face"
     face = _ordered(faces, crop.shape, "central")[0]
-    if second_look(crop, face)[1]:
+    if SecondLook(crop, face).flipped():
         return "upside down"
     face = add_mesh(crop, face)
     return implausible_mesh(face) or face
