@@ -258,9 +258,10 @@ def dataset_faces(dataset: Path) -> list[tuple[str, int, str]]:
     of it should hold (``mfr.eval.endtoend.find_missing``). Raises ``MfrError`` for a
     missing or unreadable dataset."""
     from mfr.align.batch import list_sources
+    from mfr.data.layout import relpath_row
 
     rows = []
     for item in list_sources(dataset):
-        parts = item.output.split("/")
-        rows.append((parts[0], int("masked" in parts[1:-1]), item.output))
+        _, identity, domain = relpath_row(item.output)
+        rows.append((identity, domain, item.output))
     return rows
