@@ -128,7 +128,6 @@ def embed_dataset(
 
     started = time.perf_counter()
     state = _Progress.start(out, model, (flip, aligned), relative, resume, log)
-    resumed_images = state.count
     on_interrupt(lambda: resume_note(state.path, bool(state.count)))
     finished = set(state.kept_rows) | set(state.bad_rows)
     todo = [(row, path) for row, path in enumerate(index.paths) if row not in finished]
@@ -153,7 +152,7 @@ def embed_dataset(
         "dim": dim,
         "bad_files": len(state.bad_rows),
         "resumed": state.resumed,
-        "resumed_images": resumed_images,
+        "resumed_images": state.resumed_images,
         "seconds": round(time.perf_counter() - started, 2),
     }
     if hasattr(embedder, "fallback_count"):
@@ -215,7 +214,7 @@ class _Progress:
         self.parts: list = []
         self.bad_rows: list[int] = []
         self.bad_reasons: list[str] = []
-        self.resumed = False
+        self.resumed, self.resumed_images = False, 0
 
     @classmethod
     def start(cls, out: Path, model: str, options: tuple, relative: list[str], resume, log):
@@ -248,7 +247,7 @@ class _Progress:
             list(done[3]),
         )
         self.parts.append(done[1])
-        self.resumed = True
+        self.resumed, self.resumed_images = True, self.count
 
     def save(self) -> None:
         import numpy as np
