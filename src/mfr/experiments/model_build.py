@@ -40,12 +40,11 @@ import numpy as np
 
 from mfr.data.layout import FULL, MASKED, image_relpath, write_manifest_rows
 from mfr.errors import MfrError
-from mfr.experiments.config import CONFIG_DIR
 from mfr.experiments.prepare import MARKER, align, mask
 from mfr.io import atomic_write
-from mfr.paths import data_root
+from mfr.paths import config_path, data_root
 
-RECIPE = CONFIG_DIR / "model-masked.yaml"
+RECIPE = config_path("model-masked.yaml")
 MASK_STYLES = ("template", "hull")  # KP-SYN (4 built-in mask types) and KP-CVX
 TEST_STYLE = "template"
 HELDOUT_MAX_IMAGES = 10  # per held-out identity (a few identities have hundreds)
