@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mfr.data.gan_data import list_identity_images
 from mfr.data.images import read_image as read_rgb
+from mfr.data.layout import list_identity_images
 from mfr.embedders.network import CheckpointEmbedder
 from mfr.train.gan_generate import generate_masked, load_generator
 

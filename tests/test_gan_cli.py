@@ -119,3 +119,17 @@ def test_gan_train_names_a_missing_full_face_folder(tmp_path, capsys):
     assert run_cli(["gan", "train"] + [a for s in sets for a in ("--set", s)]) == 2
     err = capsys.readouterr().err
     assert "nowhere: dataset folder not found" in err and "Traceback" not in err
+
+
+def test_gan_generate_writes_the_one_twin_manifest_of_the_layout(gan_run, tmp_path):
+    """The manifest is ``mfr.data.layout.write_twin_manifest``'s (the one ``mfr mask`` writes):
+    each full face followed by its masked twin, sorted by full-face path."""
+    from mfr.data.layout import twin_finished, write_twin_manifest
+
+    full, out = gan_run
+    dst = tmp_path / "twins"
+    assert run_cli(["gan", "generate", "--model", out / "last.pt", full, dst]) == 0
+    relpaths = [p.relative_to(full).as_posix() for p in sorted(full.glob("*/*.png"))]
+    assert all(twin_finished(dst, rel) for rel in relpaths)
+    expected = write_twin_manifest(tmp_path / "expected", relpaths)
+    assert (dst / "manifest.csv").read_text() == expected.read_text()

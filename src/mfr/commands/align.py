@@ -51,7 +51,7 @@ def align(
     DST/failures.csv. A re-run resumes. Shards write separate progress parts, merged at
     the end of every run or by `mfr align --merge DST`.
     """
-    from mfr.align.batch import align_folder, merge_parts, parse_shard
+    from mfr.align.batch import align_folder, parse_shard
     from mfr.align.detect import DETECTORS, PICKS
 
     if pick not in PICKS:
@@ -60,18 +60,7 @@ def align(
         raise MfrError(f"--detector {detector!r}: choose one of {', '.join(DETECTORS)}")
 
     if merge:
-        target = dst or src
-        if target is None or (src is not None and dst is not None):
-            raise MfrError("--merge takes exactly one folder: mfr align --merge DST")
-        summary = merge_parts(target)
-        typer.echo(
-            f"merged: {summary.total_aligned} aligned, {summary.total_failed} failed"
-            + (
-                f", {summary.missing_images} records without image left out"
-                if summary.missing_images
-                else ""
-            )
-        )
+        _merge(src, dst)
         return
     if src is None or dst is None:
         raise MfrError("usage: mfr align SRC DST [--size 112] (or mfr align --merge DST)")
@@ -87,6 +76,28 @@ def align(
         progress=not quiet,
         detector=detector,
     )
+    _print_summary(summary, dst)
+
+
+def _merge(src: Path | None, dst: Path | None) -> None:
+    """``mfr align --merge DST``: merge the progress parts of the one folder given."""
+    from mfr.align.batch import merge_parts
+
+    target = dst or src
+    if target is None or (src is not None and dst is not None):
+        raise MfrError("--merge takes exactly one folder: mfr align --merge DST")
+    summary = merge_parts(target)
+    typer.echo(
+        f"merged: {summary.total_aligned} aligned, {summary.total_failed} failed"
+        + (
+            f", {summary.missing_images} records without image left out"
+            if summary.missing_images
+            else ""
+        )
+    )
+
+
+def _print_summary(summary, dst: Path) -> None:
     for note in summary.notes:
         typer.echo(f"note: {note}", err=True)
     typer.echo(summary.line())

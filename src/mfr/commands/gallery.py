@@ -138,24 +138,10 @@ def identify(
     ranked = search.search(result.embeddings, k)
     threshold = recognizer.threshold
     say_model(recognizer)
-    records = []
-    for row, matches in zip(result.kept, ranked, strict=True):
-        records.append(
-            {
-                "photo": str(paths[row]),
-                "matches": [
-                    {
-                        "rank": rank,
-                        "identity": m.identity,
-                        "score": round(m.score, 6),
-                        "same": None if threshold is None else bool(m.score > threshold),
-                        "entry_id": int(store.ids[m.entry]),
-                        "enrolled_path": str(store.paths[m.entry]),
-                    }
-                    for rank, m in enumerate(matches, 1)
-                ],
-            }
-        )
+    records = [
+        {"photo": str(paths[row]), "matches": _match_records(matches, threshold, store)}
+        for row, matches in zip(result.kept, ranked, strict=True)
+    ]
     if as_json:
         skipped = [{"photo": w, "reason": r} for w, r in result.skipped]
         payload = {
@@ -169,6 +155,25 @@ def identify(
         }
         typer.echo(json.dumps(payload, indent=2))
         return
+    _print_identify_table(records)
+
+
+def _match_records(matches, threshold: float | None, store) -> list[dict]:
+    """The ranked matches of one photo as the records ``mfr identify --json`` prints."""
+    return [
+        {
+            "rank": rank,
+            "identity": m.identity,
+            "score": round(m.score, 6),
+            "same": None if threshold is None else bool(m.score > threshold),
+            "entry_id": int(store.ids[m.entry]),
+            "enrolled_path": str(store.paths[m.entry]),
+        }
+        for rank, m in enumerate(matches, 1)
+    ]
+
+
+def _print_identify_table(records: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
 

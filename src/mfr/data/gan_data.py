@@ -16,17 +16,7 @@ import numpy as np
 from mfr.data.dataset import read_identity_list
 from mfr.data.images import read_image as read_rgb
 from mfr.data.images import resize_square
-from mfr.data.layout import (
-    IMAGE_SUFFIXES,
-    LABELS_DIR,
-    MASKED_DIR,
-    is_image_path,
-    list_identity_images,
-)
-
-# train/seg_predict.py, train/gan_generate.py and benchmarks/gan_identity.py import these from
-# here; IMAGE_SUFFIXES and list_identity_images belong to mfr.data.layout
-__all__ = ["IMAGE_SUFFIXES", "list_identity_images", "read_rgb", "resize_square"]
+from mfr.data.layout import LABELS_DIR, MASKED_DIR, is_image_path, list_identity_images
 
 log = logging.getLogger(__name__)
 

@@ -107,40 +107,19 @@ def embed_dataset(
     (same images, model and options) with ``resume`` continues from it.
     """
     import time
-    from concurrent.futures import ThreadPoolExecutor
 
     import numpy as np
-    from tqdm import tqdm
 
     from mfr.align.detect import MIN_SIDE
-    from mfr.data.dataset import load_index
     from mfr.embedders import check_finite, load_embedder
-    from mfr.embedders.fingerprint import model_fingerprint
-    from mfr.embedders.registry import Resolved, resolve
     from mfr.errors import MfrError
-    from mfr.eval.embeddings import l2_normalise, save_embeddings
-    from mfr.io import atomic_write, check_writable, on_interrupt, resume_note
+    from mfr.io import check_writable, on_interrupt, resume_note
 
     if batch_size < 1:
         raise MfrError(f"--batch-size must be at least 1, got {batch_size}")
     check_writable(out)  # a read-only or full folder fails now, not after the work
-    index = load_index(src, exclude=exclude)
-    if limit is not None:
-        index = index.subset(np.arange(min(limit, len(index))))
-    if index.skipped:
-        from mfr.data.layout import classify
-
-        example = index.skipped[0]
-        reason = classify(example) or "outside identity folders"
-        log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
-    try:
-        resolved = resolve(model)
-    except MfrError:
-        if model is None:
-            raise
-        resolved = Resolved(model, model, None, "model spec")  # the loader's own error, if any
-    log(f"model: {resolved.spec} ({resolved.note})")
-    model = resolved.source
+    index = _index_to_embed(src, exclude, limit, log)
+    model = _resolve_model(model, log)
     embedder = load_embedder(model, normalize=True)  # every file L2-normalised, any format
     detects = aligned is False or (aligned is None and model == "dlib")
     min_side = MIN_SIDE if detects else MIN_CROP_SIDE
@@ -148,46 +127,178 @@ def embed_dataset(
     relative = index.relative_paths()
 
     started = time.perf_counter()
-    partial_path = out.with_name(out.name + ".partial.npz")
-    try:
-        weights = model_fingerprint(model)
-    except MfrError:  # an embedder that is no model file (plugged in by a test or a script)
-        weights = f"spec={model}"
-    fingerprint = _fingerprint(weights, flip, aligned, relative)
-    done = load_partial(partial_path, fingerprint, len(index)) if resume else None
-    kept_rows: list[int] = []
-    parts: list[np.ndarray] = []
-    bad_rows: list[int] = []
-    bad_reasons: list[str] = []
-    if done is not None:
-        kept_rows, bad_rows, bad_reasons = list(done[0]), list(done[2]), list(done[3])
-        parts.append(done[1])
-        log(f"resuming {partial_path}: {len(kept_rows) + len(bad_rows)} images already done")
-    resumed_images = len(kept_rows) + len(bad_rows)
-    on_interrupt(lambda: resume_note(partial_path, bool(kept_rows or bad_rows)))
-    finished = set(kept_rows) | set(bad_rows)
+    state = _Progress.start(out, model, (flip, aligned), relative, resume, log)
+    on_interrupt(lambda: resume_note(state.path, bool(state.count)))
+    finished = set(state.kept_rows) | set(state.bad_rows)
     todo = [(row, path) for row, path in enumerate(index.paths) if row not in finished]
-    chunks = list(_batches(todo, batch_size))
 
-    def save_partial() -> None:
-        if kept_rows or bad_rows:
-            with atomic_write(partial_path, "wb") as handle:
+    def embed(rows: list[int], images: list) -> np.ndarray:
+        features = np.asarray(embedder.embed(images, **options), dtype=np.float32)
+        check_finite(features, model, [relative[r] for r in rows])
+        if flip:
+            features = _flip_mean(embedder, images, features, options)
+        return features
+
+    bar_options = {"total": len(index), "initial": len(finished), "disable": not progress or None}
+    bar_options["desc"] = f"embed ({embedder.name})"
+    _embed_batches(list(_batches(todo, batch_size)), min_side, embed, state, bar_options, log)
+    if not state.kept_rows:
+        raise MfrError(f"{src}: no image could be decoded ({len(state.bad_rows)} bad files)")
+    dim = _save(out, index, relative, state)
+    summary = {
+        "out": str(out),
+        "model": embedder.name,
+        "images": len(state.kept_rows),
+        "dim": dim,
+        "bad_files": len(state.bad_rows),
+        "resumed": state.resumed,
+        "resumed_images": state.resumed_images,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if hasattr(embedder, "fallback_count"):
+        summary["fallback"] = int(embedder.fallback_count)
+    return summary
+
+
+def _index_to_embed(src: Path, exclude, limit: int | None, log):
+    """The ``DatasetIndex`` of ``src`` less ``exclude``, cut to ``limit`` images; logs how many
+    files were skipped as not images (with an example and its reason)."""
+    import numpy as np
+
+    from mfr.data.dataset import load_index
+    from mfr.data.layout import classify
+
+    index = load_index(src, exclude=exclude)
+    if limit is not None:
+        index = index.subset(np.arange(min(limit, len(index))))
+    if index.skipped:
+        example = index.skipped[0]
+        reason = classify(example) or "outside identity folders"
+        log(f"skipped {len(index.skipped)} files that are not images (e.g. {example}: {reason})")
+    return index
+
+
+def _resolve_model(model: str | None, log) -> str:
+    """The model source of ``model`` (a name, a file or None), logged with its note; a spec the
+    registry does not know goes to the loader as given (which names the problem)."""
+    from mfr.embedders.registry import Resolved, resolve
+    from mfr.errors import MfrError
+
+    try:
+        resolved = resolve(model)
+    except MfrError:
+        if model is None:
+            raise
+        resolved = Resolved(model, model, None, "model spec")  # the loader's own error, if any
+    log(f"model: {resolved.spec} ({resolved.note})")
+    return resolved.source
+
+
+def _flip_mean(embedder, images: list, features, options: dict):
+    """L2-normalised mean of the normalised embeddings of ``images`` and their mirror images."""
+    import numpy as np
+
+    from mfr.eval.embeddings import l2_normalise
+
+    mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
+    return l2_normalise(l2_normalise(features) + l2_normalise(embedder.embed(mirrored, **options)))
+
+
+class _Progress:
+    """The rows embedded so far (``kept_rows`` with their ``parts``), the bad files
+    (``bad_rows``, ``bad_reasons``) and the progress file ``path`` they are saved to."""
+
+    def __init__(self, path: Path, fingerprint: str):
+        self.path, self.fingerprint = path, fingerprint
+        self.kept_rows: list[int] = []
+        self.parts: list = []
+        self.bad_rows: list[int] = []
+        self.bad_reasons: list[str] = []
+        self.resumed, self.resumed_images = False, 0
+
+    @classmethod
+    def start(cls, out: Path, model: str, options: tuple, relative: list[str], resume, log):
+        """The progress of the job (``model``, ``options`` = (flip, aligned), the images
+        ``relative``) writing ``out``: resumed from ``OUT.partial.npz`` when ``resume`` and
+        that file is this job's, else empty."""
+        from mfr.embedders.fingerprint import model_fingerprint
+        from mfr.errors import MfrError
+
+        try:
+            weights = model_fingerprint(model)
+        except MfrError:  # an embedder that is no model file (plugged in by a test or a script)
+            weights = f"spec={model}"
+        state = cls(out.with_name(out.name + ".partial.npz"),
+                    _fingerprint(weights, *options, relative))  # fmt: skip
+        done = load_partial(state.path, state.fingerprint, len(relative)) if resume else None
+        if done is not None:
+            state.resume_from(done)
+            log(f"resuming {state.path}: {state.count} images already done")
+        return state
+
+    @property
+    def count(self) -> int:
+        return len(self.kept_rows) + len(self.bad_rows)
+
+    def resume_from(self, done) -> None:
+        self.kept_rows, self.bad_rows, self.bad_reasons = (
+            list(done[0]),
+            list(done[2]),
+            list(done[3]),
+        )
+        self.parts.append(done[1])
+        self.resumed, self.resumed_images = True, self.count
+
+    def save(self) -> None:
+        import numpy as np
+
+        from mfr.io import atomic_write
+
+        if self.kept_rows or self.bad_rows:
+            with atomic_write(self.path, "wb") as handle:
                 np.savez(
                     handle,
-                    fingerprint=np.array(fingerprint),
-                    rows=np.asarray(kept_rows, dtype=np.int64),
-                    embeddings=np.concatenate(parts) if parts else np.zeros((0, 1), np.float32),
-                    bad_rows=np.asarray(bad_rows, dtype=np.int64),
-                    bad_reasons=np.asarray(bad_reasons, dtype=str),
+                    fingerprint=np.array(self.fingerprint),
+                    rows=np.asarray(self.kept_rows, dtype=np.int64),
+                    embeddings=np.concatenate(self.parts)
+                    if self.parts
+                    else np.zeros((0, 1), np.float32),
+                    bad_rows=np.asarray(self.bad_rows, dtype=np.int64),
+                    bad_reasons=np.asarray(self.bad_reasons, dtype=str),
                 )
 
-    bar = tqdm(
-        total=len(index),
-        initial=len(finished),
-        desc=f"embed ({embedder.name})",
-        unit="img",
-        disable=not progress or None,
+
+def _save(out: Path, index, relative: list[str], state: _Progress) -> int:
+    """Write the embeddings file of the rows embedded, in index order, and remove the progress
+    file; returns the embedding dimension."""
+    import numpy as np
+
+    from mfr.eval.embeddings import save_embeddings
+
+    order = np.argsort(np.asarray(state.kept_rows, dtype=np.int64), kind="stable")
+    kept = np.asarray(state.kept_rows, dtype=np.int64)[order]
+    embeddings = np.concatenate(state.parts)[order]
+    save_embeddings(
+        out,
+        embeddings,
+        np.array([index.identities[r] for r in kept], dtype=str),
+        index.domains[kept],
+        np.array([relative[r] for r in kept], dtype=str),
     )
+    state.path.unlink(missing_ok=True)
+    return int(embeddings.shape[1])
+
+
+def _embed_batches(chunks: list, min_side: int, embed, state: _Progress, bar_options, log):
+    """Decode each chunk of ``(row, path)`` (the next one while ``embed`` runs on this one),
+    add its embeddings and bad files to ``state``, save ``state`` every ``SAVE_EVERY_S``
+    seconds and when interrupted (then re-raise)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    bar = tqdm(unit="img", **bar_options)
     last_save = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:  # decode the next batch while embedding
@@ -197,58 +308,21 @@ def embed_dataset(
                 if number + 1 < len(chunks):
                     pending = pool.submit(_decode_batch, chunks[number + 1], min_side)
                 if images:
-                    names = [relative[r] for r in rows]
-                    features = np.asarray(embedder.embed(images, **options), dtype=np.float32)
-                    check_finite(features, model, names)
-                    if flip:
-                        mirrored = [np.ascontiguousarray(im[:, ::-1]) for im in images]
-                        features = l2_normalise(
-                            l2_normalise(features)
-                            + l2_normalise(embedder.embed(mirrored, **options))
-                        )
-                    parts.append(features)
-                    kept_rows += rows
+                    state.parts.append(embed(rows, images))
+                    state.kept_rows += rows
                 for row, message in batch_bad:
                     log(f"skipped {message}")
-                    bad_rows.append(row)
-                    bad_reasons.append(message)
+                    state.bad_rows.append(row)
+                    state.bad_reasons.append(message)
                 bar.update(len(rows) + len(batch_bad))
                 if time.monotonic() - last_save > SAVE_EVERY_S:
-                    save_partial()
+                    state.save()
                     last_save = time.monotonic()
     except BaseException:
-        save_partial()  # an interrupted run resumes from here
+        state.save()  # an interrupted run resumes from here
         raise
     finally:
         bar.close()
-    if not kept_rows:
-        raise MfrError(f"{src}: no image could be decoded ({len(bad_rows)} bad files)")
-    order = np.argsort(np.asarray(kept_rows, dtype=np.int64), kind="stable")
-    kept = np.asarray(kept_rows, dtype=np.int64)[order]
-    embeddings = np.concatenate(parts)[order]
-    save_embeddings(
-        out,
-        embeddings,
-        np.array([index.identities[r] for r in kept], dtype=str),
-        index.domains[kept],
-        np.array([relative[r] for r in kept], dtype=str),
-    )
-    partial_path.unlink(missing_ok=True)
-    bad = bad_rows
-    seconds = time.perf_counter() - started
-    summary = {
-        "out": str(out),
-        "model": embedder.name,
-        "images": len(kept_rows),
-        "dim": int(embeddings.shape[1]),
-        "bad_files": len(bad),
-        "resumed": done is not None,
-        "resumed_images": resumed_images,
-        "seconds": round(seconds, 2),
-    }
-    if hasattr(embedder, "fallback_count"):
-        summary["fallback"] = int(embedder.fallback_count)
-    return summary
 
 
 def dataset_faces(dataset: Path) -> list[tuple[str, int, str]]:
@@ -258,9 +332,10 @@ def dataset_faces(dataset: Path) -> list[tuple[str, int, str]]:
     of it should hold (``mfr.eval.endtoend.find_missing``). Raises ``MfrError`` for a
     missing or unreadable dataset."""
     from mfr.align.batch import list_sources
+    from mfr.data.layout import relpath_row
 
     rows = []
     for item in list_sources(dataset):
-        parts = item.output.split("/")
-        rows.append((parts[0], int("masked" in parts[1:-1]), item.output))
+        _, identity, domain = relpath_row(item.output)
+        rows.append((identity, domain, item.output))
     return rows

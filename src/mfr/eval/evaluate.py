@@ -45,48 +45,19 @@ def evaluate(
 
     Raises ``MfrError`` for an unreadable embeddings or pairs file, an unwritable output,
     embeddings that are not of ``dataset``, or nothing to evaluate."""
-    import json
-
     import numpy as np
 
     from mfr.errors import MfrError
-    from mfr.eval.embeddings import FULL, MASKED, l2_normalise, load_embeddings
+    from mfr.eval.embeddings import FULL, MASKED, load_embeddings
     from mfr.eval.endtoend import find_missing
-    from mfr.eval.pairs import generate_pairs, pair_kinds, read_pairs, write_pairs
-    from mfr.eval.report import build_report, headline
-    from mfr.eval.retrieval import evaluate_retrieval
-    from mfr.eval.verification import pair_similarities, verification_metrics
-    from mfr.io import atomic_write, check_writable
+    from mfr.eval.report import build_report
 
     emb = load_embeddings(embeddings_path)
-    # every output checked before the first is written: none or all of them
-    for target in (
-        json_out,
-        None if plots_dir is None else Path(plots_dir) / "cmc.png",
-        None if pairs_path is not None else default_pairs_path(embeddings_path, json_out),
-    ):
-        if target is not None:
-            check_writable(target)
+    _check_outputs(embeddings_path, pairs_path, json_out, plots_dir)
     notes: list[str] = []
     num_probes = int(np.count_nonzero(emb.domains == MASKED))
     num_gallery = int(np.count_nonzero(emb.domains == FULL))
-
-    retrieval = None
-    if num_probes and num_gallery:
-        retrieval = evaluate_retrieval(emb)
-        if retrieval.skipped_probes:
-            notes.append(
-                f"{retrieval.skipped_probes} of {num_probes} masked probes skipped: their "
-                "identity has no full-face gallery image"
-            )
-        if retrieval.num_probes == 0:
-            notes.append("retrieval not computed: no probe identity has a gallery image")
-            retrieval = None
-    else:
-        notes.append(
-            f"retrieval not computed: {num_probes} masked probes and {num_gallery} full-face "
-            "gallery images (both are needed)"
-        )
+    retrieval = _retrieval(emb, num_probes, num_gallery, notes)
 
     missing = None
     if dataset_faces is not None:
@@ -98,6 +69,68 @@ def evaluate(
 
     extra: dict = {"num_embeddings": len(emb), "num_masked": num_probes, "embedding_dim": emb.dim}
     extra["num_identities"] = int(len(np.unique(emb.identities)))
+    pairs = _pairs(emb, embeddings_path, pairs_path, json_out, pairs_per_fold, seed, extra, notes)
+    verification = _verification(emb, pairs, notes)
+    if retrieval is None and verification is None:
+        raise MfrError(f"{embeddings_path}: nothing to evaluate ({'; '.join(notes)})")
+    if missing is not None:
+        embedded = (embedded_retrieval, verification)
+        verification = _end_to_end_extra(
+            emb, missing, embedded, dataset, pairs_path, pairs_per_fold, seed, extra, notes
+        )
+    else:
+        extra["end_to_end"] = False
+        extra["failed_probes"] = None
+    _bootstrap(retrieval, bootstrap, seed, extra, notes)
+    extra["notes"] = notes
+    report = build_report(retrieval, verification, num_probes, num_gallery, extra)
+    for note in notes:
+        log(f"note: {note}")
+    _write_outputs(report, retrieval, verification, json_out, plots_dir)
+    return report
+
+
+def _check_outputs(embeddings_path, pairs_path, json_out, plots_dir) -> None:
+    """Every output checked writable before the first is written: none or all of them."""
+    from mfr.io import check_writable
+
+    for target in (
+        json_out,
+        None if plots_dir is None else Path(plots_dir) / "cmc.png",
+        None if pairs_path is not None else default_pairs_path(embeddings_path, json_out),
+    ):
+        if target is not None:
+            check_writable(target)
+
+
+def _retrieval(emb, num_probes: int, num_gallery: int, notes: list[str]):
+    """Masked probes against the full-face gallery, or None (with a note) when there is
+    nothing to search."""
+    from mfr.eval.retrieval import evaluate_retrieval
+
+    if not (num_probes and num_gallery):
+        notes.append(
+            f"retrieval not computed: {num_probes} masked probes and {num_gallery} full-face "
+            "gallery images (both are needed)"
+        )
+        return None
+    retrieval = evaluate_retrieval(emb)
+    if retrieval.skipped_probes:
+        notes.append(
+            f"{retrieval.skipped_probes} of {num_probes} masked probes skipped: their "
+            "identity has no full-face gallery image"
+        )
+    if retrieval.num_probes == 0:
+        notes.append("retrieval not computed: no probe identity has a gallery image")
+        return None
+    return retrieval
+
+
+def _pairs(emb, embeddings_path, pairs_path, json_out, pairs_per_fold, seed, extra, notes):
+    """The verification pairs: read from ``pairs_path``, or generated and written to
+    :func:`default_pairs_path`; their source and kinds go into ``extra``."""
+    from mfr.eval.pairs import generate_pairs, pair_kinds, read_pairs, write_pairs
+
     if pairs_path is not None:
         pairs = read_pairs(pairs_path, num_embeddings=len(emb))
         extra.update(pairs_source=str(pairs_path), pairs_file=str(pairs_path))
@@ -120,36 +153,47 @@ def evaluate(
         if generated.shrunk:
             notes.append(generated.note())
     extra["pair_kinds"] = pair_kinds(pairs, emb.domains)
+    return pairs
 
-    verification = None
-    if len(pairs) >= 10:
-        sims = pair_similarities(l2_normalise(emb.embeddings), pairs.a, pairs.b)
-        verification = verification_metrics(sims, pairs.same)
-    else:
+
+def _verification(emb, pairs, notes: list[str]):
+    """10-fold verification of ``pairs``, or None (with a note) for fewer than 10 pairs."""
+    from mfr.eval.embeddings import l2_normalise
+    from mfr.eval.verification import pair_similarities, verification_metrics
+
+    if len(pairs) < 10:
         notes.append(f"verification not computed: {len(pairs)} pairs (10 folds need at least 10)")
-    if retrieval is None and verification is None:
-        raise MfrError(f"{embeddings_path}: nothing to evaluate ({'; '.join(notes)})")
-    embedded_verification = verification
-    if missing is not None:
-        extra["end_to_end"] = True
-        extra["dataset"] = str(dataset)
-        extra["failed_probes"] = missing.failed
-        extra["gallery_lost_probes"] = missing.gallery_lost
-        extra["dataset_probes"] = missing.dataset_probes
-        if missing.failed and pairs_path is None:
-            verification = _end_to_end_verification(emb, missing, pairs_per_fold, seed)
-        elif missing.failed:
-            notes.append("verification is embedded-only: a --pairs file names embedded faces")
-        extra["embedded_only"] = headline(embedded_retrieval, embedded_verification)
-        if missing.failed or missing.gallery_lost:
-            notes.append(
-                f"end to end: {missing.failed} masked probes of {dataset} were not embedded "
-                f"and {missing.gallery_lost} lost their whole gallery; each is a miss"
-            )
-    else:
-        extra["end_to_end"] = False
-        extra["failed_probes"] = None
+        return None
+    sims = pair_similarities(l2_normalise(emb.embeddings), pairs.a, pairs.b)
+    return verification_metrics(sims, pairs.same)
 
+
+def _end_to_end_extra(emb, missing, embedded, dataset, pairs_path, per_fold, seed, extra, notes):
+    """Record the end-to-end counts in ``extra`` (and the embedded-only figures of
+    ``embedded`` = (retrieval, verification)); returns the verification to report."""
+    from mfr.eval.report import headline
+
+    verification = embedded[1]
+    extra["end_to_end"] = True
+    extra["dataset"] = str(dataset)
+    extra["failed_probes"] = missing.failed
+    extra["gallery_lost_probes"] = missing.gallery_lost
+    extra["dataset_probes"] = missing.dataset_probes
+    if missing.failed and pairs_path is None:
+        verification = _end_to_end_verification(emb, missing, per_fold, seed)
+    elif missing.failed:
+        notes.append("verification is embedded-only: a --pairs file names embedded faces")
+    extra["embedded_only"] = headline(*embedded)
+    if missing.failed or missing.gallery_lost:
+        notes.append(
+            f"end to end: {missing.failed} masked probes of {dataset} were not embedded "
+            f"and {missing.gallery_lost} lost their whole gallery; each is a miss"
+        )
+    return verification
+
+
+def _bootstrap(retrieval, bootstrap: int, seed: int, extra: dict, notes: list[str]) -> None:
+    """95 % intervals of the retrieval figures from ``bootstrap`` identity resamples."""
     if bootstrap > 0 and retrieval is not None and retrieval.first_rank is not None:
         from mfr.eval.bootstrap import bootstrap_intervals
 
@@ -160,10 +204,14 @@ def evaluate(
         extra["bootstrap"] = {"resamples": bootstrap, "seed": seed, "unit": "identity"}
     elif bootstrap > 0:
         notes.append("no bootstrap intervals: retrieval was not computed")
-    extra["notes"] = notes
-    report = build_report(retrieval, verification, num_probes, num_gallery, extra)
-    for note in notes:
-        log(f"note: {note}")
+
+
+def _write_outputs(report: dict, retrieval, verification, json_out, plots_dir) -> None:
+    """``plots_dir/cmc.png`` and ``roc.png`` (those computed), then ``json_out``."""
+    import json
+
+    from mfr.io import atomic_write
+
     if plots_dir is not None:
         from mfr.eval.plots import plot_cmc, plot_roc
 
@@ -175,7 +223,6 @@ def evaluate(
         with atomic_write(json_out, "w") as handle:
             json.dump(report, handle, indent=2)
             handle.write("\n")
-    return report
 
 
 def _end_to_end_retrieval(retrieval, missing, num_gallery: int):

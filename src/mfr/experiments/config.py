@@ -62,7 +62,7 @@ class ExperimentConfig:
         if unknown_sources:
             raise ConfigError(f"{source}: heldout_sources: unknown {', '.join(unknown_sources)}")
         if self.model_build:
-            from mfr.experiments.model_build import BuildOptions  # it imports CONFIG_DIR
+            from mfr.experiments.model_build import BuildOptions  # only configs with model_build
 
             build_options(BuildOptions, self.model_build, source, prefix="model_build.")
 

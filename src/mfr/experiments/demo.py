@@ -54,12 +54,13 @@ def sample_grid(masked_root: Path, identities: int = 6, tile: int = 96):
     from PIL import Image
 
     from mfr.data.images import read_image
+    from mfr.data.layout import MASKED_DIR, full_twin_path
 
     pairs = []
     for folder in sorted(p for p in masked_root.iterdir() if p.is_dir() and p.name[0] not in "_."):
-        twins = sorted((folder / "masked").glob("*"))
-        if twins and (folder / twins[0].name).is_file():
-            pairs.append((folder / twins[0].name, twins[0]))
+        twins = sorted((folder / MASKED_DIR).glob("*"))
+        if twins and full_twin_path(twins[0]).is_file():
+            pairs.append((full_twin_path(twins[0]), twins[0]))
         if len(pairs) == identities:
             break
     canvas = Image.new("RGB", (len(pairs) * (tile + 4), 2 * (tile + 4)), (255, 255, 255))

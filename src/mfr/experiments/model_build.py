@@ -27,7 +27,6 @@ next run, an interrupted one resumed):
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import subprocess
@@ -39,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mfr.data.layout import FULL, MASKED, image_relpath, write_manifest_rows
 from mfr.errors import MfrError
-from mfr.experiments.config import CONFIG_DIR
 from mfr.experiments.prepare import MARKER, align, mask
 from mfr.io import atomic_write
-from mfr.paths import data_root
+from mfr.paths import config_path, data_root
 
-RECIPE = CONFIG_DIR / "model-masked.yaml"
+RECIPE = config_path("model-masked.yaml")
 MASK_STYLES = ("template", "hull")  # KP-SYN (4 built-in mask types) and KP-CVX
 TEST_STYLE = "template"
 HELDOUT_MAX_IMAGES = 10  # per held-out identity (a few identities have hundreds)
@@ -137,15 +136,12 @@ class Builder:
         n, m = self.options.identities, self.options.max_per_identity
         people = sorted((p for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._"),
                         key=lambda p: (-sum(1 for _ in p.iterdir()), p.name))  # fmt: skip
-        manifest = self.work / "splits" / f"{name}.csv"
-        with atomic_write(manifest, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "identity", "domain"])
-            for person in sorted(people[:n] if n > 0 else people):
-                files = sorted(f for f in person.iterdir() if f.is_file())
-                for image in files[:m] if m > 0 else files:
-                    writer.writerow([str(image.resolve()), person.name, 0])
-        return manifest
+        rows = []
+        for person in sorted(people[:n] if n > 0 else people):
+            files = sorted(f for f in person.iterdir() if f.is_file())
+            rows += [(str(image.resolve()), person.name, FULL)
+                     for image in (files[:m] if m > 0 else files)]  # fmt: skip
+        return write_manifest_rows(self.work / "splits" / f"{name}.csv", rows)
 
     def masked(self, aligned: Path, style: str) -> Path:
         target = aligned.with_name(f"{aligned.name}-{style}")
@@ -197,21 +193,18 @@ class Builder:
 
     def heldout_test(self, heldout: list[tuple[Path, str]], tag: str) -> Path:
         """Manifest: masked twins (TEST_STYLE) of even images as probes, odd full faces."""
-        target = self.work / "splits" / f"model-build-{tag}-heldout.csv"
-        with atomic_write(target, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "identity", "domain"])
-            for folder, name in heldout:
-                masked = folder.with_name(f"{folder.name}-{TEST_STYLE}")
-                files = self.full_faces(folder)[name][:HELDOUT_MAX_IMAGES]
-                for position, file in enumerate(files):
-                    if position % 2 == 0:
-                        probe = masked / name / "masked" / file
-                        if probe.is_file():  # a face the masker could not fit is left out
-                            writer.writerow([str(probe.resolve()), name, 1])
-                    else:
-                        writer.writerow([str((folder / name / file).resolve()), name, 0])
-        return target
+        rows = []
+        for folder, name in heldout:
+            masked = folder.with_name(f"{folder.name}-{TEST_STYLE}")
+            files = self.full_faces(folder)[name][:HELDOUT_MAX_IMAGES]
+            for position, file in enumerate(files):
+                if position % 2 == 0:
+                    probe = masked / image_relpath(name, MASKED, file)
+                    if probe.is_file():  # a face the masker could not fit is left out
+                        rows.append((str(probe.resolve()), name, MASKED))
+                else:
+                    rows.append((str((folder / name / file).resolve()), name, FULL))
+        return write_manifest_rows(self.work / "splits" / f"model-build-{tag}-heldout.csv", rows)
 
     # -- stage 4: training -------------------------------------------------------------------
     def train_config(self, data: list[Path], exclude: Path, cache: Path):

@@ -11,11 +11,11 @@ resumed by the library function that builds it (the steps of ``mfr align``, ``mf
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from mfr.data.layout import FULL, MASKED, domain_of, image_relpath, write_manifest_rows
 from mfr.errors import MfrError
 from mfr.experiments.cells import AD_HOC
 from mfr.experiments.config import ExperimentConfig
@@ -108,15 +108,12 @@ class Prepared:
             key=lambda p: (-sum(1 for _ in p.iterdir()), p.name),
         )
         folders = folders[:limit] if limit > 0 else folders
-        manifest = self.root / "splits" / f"{self.lfw_name()}.csv"
-        with atomic_write(manifest, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "identity", "domain"])
-            for folder in sorted(folders):
-                files = sorted(folder.iterdir())
-                for image in files[:cap] if cap > 0 else files:
-                    writer.writerow([str(image.resolve()), folder.name, 0])
-        return manifest
+        rows = []
+        for folder in sorted(folders):
+            files = sorted(folder.iterdir())
+            rows += [(str(image.resolve()), folder.name, FULL)
+                     for image in (files[:cap] if cap > 0 else files)]  # fmt: skip
+        return write_manifest_rows(self.root / "splits" / f"{self.lfw_name()}.csv", rows)
 
     def lfw_name(self) -> str:
         """Folder name of the aligned LFW (subset) at the configured size."""
@@ -131,16 +128,13 @@ class Prepared:
         if limit <= 0:
             return name, folder
         people = sorted(p for p in folder.iterdir() if p.is_dir() and p.name[0] not in "._")
-        manifest = self.root / "splits" / f"{name}.csv"
-        with atomic_write(manifest, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "identity", "domain"])
-            for person in people[:limit]:
-                for image in sorted(person.rglob("*")):
-                    if image.is_file():
-                        masked = int(image.parent.name == "masked")
-                        writer.writerow([str(image.resolve()), person.name, masked])
-        return name, manifest
+        rows = [
+            (str(image.resolve()), person.name, domain_of(image.relative_to(person).parts[:-1]))
+            for person in people[:limit]
+            for image in sorted(person.rglob("*"))
+            if image.is_file()
+        ]
+        return name, write_manifest_rows(self.root / "splits" / f"{name}.csv", rows)
 
     def aligned(self, dataset: str) -> Path:
         """Aligned copy of ``lfw``, ``celeba``, ``mfr2`` or ``rmfrd`` (built when missing)."""
@@ -264,17 +258,15 @@ class Prepared:
             tag = (f"-{'+'.join(config.heldout_sources)}-h{config.heldout_identities}"
                    f"-max{config.heldout_max_images}-g{config.heldout_gallery_images}")  # fmt: skip
         target = self.root / "splits" / f"{self.lfw_name()}-heldout{tag}-{method}.csv"
-        with atomic_write(target, "w") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["path", "identity", "domain"])
-            for dataset in dict.fromkeys(d for d, _ in pairs):
-                masked, identities = self.masked(dataset, method), self._lfw_identities(dataset)
-                for _, name in (p for p in pairs if p[0] == dataset):
-                    for row in heldout_rows(identities[name], config):
-                        file, probe = row
-                        path = masked / name / "masked" / file if probe else masked / name / file
-                        writer.writerow([str(path.resolve()), name, int(probe)])
-        return target
+        rows = []
+        for dataset in dict.fromkeys(d for d, _ in pairs):
+            masked, identities = self.masked(dataset, method), self._lfw_identities(dataset)
+            for _, name in (p for p in pairs if p[0] == dataset):
+                for file, probe in heldout_rows(identities[name], config):
+                    domain = MASKED if probe else FULL
+                    path = masked / image_relpath(name, domain, file)
+                    rows.append((str(path.resolve()), name, domain))
+        return write_manifest_rows(target, rows)
 
 
 def heldout_rows(files: list[str], config: ExperimentConfig) -> list[tuple[str, bool]]:

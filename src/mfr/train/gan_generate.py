@@ -9,7 +9,6 @@ generated (masked image and label present) are kept, so an interrupted run resum
 
 from __future__ import annotations
 
-import csv
 import io
 import logging
 import shutil
@@ -18,7 +17,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mfr.data.images import read_image as read_rgb
+from mfr.data.layout import (
+    LANDMARKS_NAME,
+    list_identity_images,
+    twin_finished,
+    write_twin,
+    write_twin_manifest,
+)
 from mfr.errors import CheckpointError, MfrError
+from mfr.io import atomic_write
 from mfr.nets.cyclegan import ResnetGenerator
 from mfr.nets.unet import MaskSegmenter
 
@@ -102,11 +110,13 @@ def generate_dataset(
     min_images: int = 1,
 ) -> dict[str, int]:
     """Write the ``mfr mask`` layout for every full face of ``src`` whose identity has at least
-    ``min_images`` images; see the module docstring."""
+    ``min_images`` images; see the module docstring. Returns the counts ``generated``,
+    ``existing`` (pairs kept from an earlier run) and ``skipped`` (unreadable images).
+    Raises ``MfrError`` for a missing or empty source, ``CheckpointError`` for a checkpoint
+    without a segmenter."""
     from tqdm import tqdm
 
-    from mfr.data.gan_data import list_identity_images, read_rgb
-    from mfr.io import atomic_write, check_separate_folders
+    from mfr.io import check_separate_folders
 
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
@@ -115,73 +125,73 @@ def generate_dataset(
     generator, segmenter, opts = load_generator(model_path)
     if segmenter is None:
         raise CheckpointError(f"{model_path}: checkpoint has no segmenter to write mask labels")
+    jobs = _source_jobs(src, min_images)
+    relpaths: list[str] = []
+    counts = {"generated": 0, "existing": 0, "skipped": 0}
+    pending: list[tuple[str, Path]] = []
+
+    def flush() -> None:
+        written = _generate_batch(generator, segmenter, opts["size"], composite, dst, pending)
+        counts["skipped"] += len(pending) - len(written)
+        counts["generated"] += len(written)
+        relpaths.extend(written)
+        pending.clear()
+
+    for relpath, path in tqdm(jobs, desc="gan generate", unit="img", disable=not progress):
+        if twin_finished(dst, relpath):
+            relpaths.append(relpath)
+            counts["existing"] += 1
+            continue
+        pending.append((relpath, path))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+
+    write_twin_manifest(dst, relpaths)
+    _copy_landmarks(src, dst)
+    if counts["skipped"]:
+        log.warning("%s: skipped %d unreadable images", src, counts["skipped"])
+    return counts
+
+
+def _source_jobs(src: Path, min_images: int) -> list[tuple[str, Path]]:
+    """``(<identity>/<image>, path)`` of the full faces of identities with >= ``min_images``."""
     jobs = [
-        (identity, path)
+        (f"{identity}/{path.name}", path)
         for identity, files in list_identity_images(src).items()
         if len(files) >= min_images
         for path in files
     ]
     if not jobs:
         raise MfrError(f"{src}: no images in identity folders (expected SRC/<identity>/<image>)")
-    rows: list[tuple[str, str, int]] = []
-    counts = {"generated": 0, "existing": 0, "skipped": 0}
-    pending: list[tuple[str, Path]] = []
+    return jobs
 
-    def targets(identity: str, path: Path) -> tuple[Path, Path, Path]:
-        return (
-            dst / identity / path.name,
-            dst / identity / "masked" / path.name,
-            dst / "_labels" / identity / f"{path.stem}.png",
+
+def _generate_batch(generator, segmenter, size, composite, dst, batch) -> list[str]:
+    """Generate and write the twins of ``batch`` (``(relpath, path)``); returns the relpaths
+    written (unreadable images are logged and left out)."""
+    images, kept = [], []
+    for relpath, path in batch:
+        try:
+            images.append(read_rgb(path))
+            kept.append((relpath, path))
+        except MfrError as error:
+            log.warning("skipping %s", error)
+    if not images:
+        return []
+    outputs, labels = generate_masked(generator, segmenter, images, size, composite)
+    for (relpath, path), out, label in zip(kept, outputs, labels, strict=True):
+        write_twin(
+            dst, relpath, path, masked=_encode(out, path.suffix), label=_encode(label, ".png")
         )
+    return [relpath for relpath, _ in kept]
 
-    def flush() -> None:
-        images, kept = [], []
-        for identity, path in pending:
-            try:
-                images.append(read_rgb(path))
-                kept.append((identity, path))
-            except MfrError as error:
-                log.warning("skipping %s", error)
-                counts["skipped"] += 1
-        pending.clear()
-        if not images:
-            return
-        outputs, labels = generate_masked(generator, segmenter, images, opts["size"], composite)
-        for (identity, path), out, label in zip(kept, outputs, labels, strict=True):
-            full_t, masked_t, label_t = targets(identity, path)
-            with atomic_write(full_t, "wb") as handle, open(path, "rb") as source:
-                shutil.copyfileobj(source, handle)
-            with atomic_write(label_t, "wb") as handle:
-                handle.write(_encode(label, ".png"))
-            with atomic_write(masked_t, "wb") as handle:
-                handle.write(_encode(out, path.suffix))
-            rows.append((f"{identity}/{path.name}", identity, 0))
-            rows.append((f"{identity}/masked/{path.name}", identity, 1))
-            counts["generated"] += 1
 
-    for identity, path in tqdm(jobs, desc="gan generate", unit="img", disable=not progress):
-        full_t, masked_t, label_t = targets(identity, path)
-        if full_t.is_file() and masked_t.is_file() and label_t.is_file():
-            rows.append((f"{identity}/{path.name}", identity, 0))
-            rows.append((f"{identity}/masked/{path.name}", identity, 1))
-            counts["existing"] += 1
-            continue
-        pending.append((identity, path))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-
-    rows.sort()
-    with atomic_write(dst / "manifest.csv", "w") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(["path", "identity", "domain"])
-        writer.writerows(rows)
-    if (src / "landmarks.npz").is_file():
+def _copy_landmarks(src: Path, dst: Path) -> None:
+    """Copy ``SRC/landmarks.npz`` to ``DST`` when there is one (the full faces are copies)."""
+    if (src / LANDMARKS_NAME).is_file():
         with (
-            atomic_write(dst / "landmarks.npz", "wb") as handle,
-            open(src / "landmarks.npz", "rb") as source,
+            atomic_write(dst / LANDMARKS_NAME, "wb") as handle,
+            open(src / LANDMARKS_NAME, "rb") as source,
         ):
             shutil.copyfileobj(source, handle)
-    if counts["skipped"]:
-        log.warning("%s: skipped %d unreadable images", src, counts["skipped"])
-    return counts

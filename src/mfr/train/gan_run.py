@@ -102,23 +102,65 @@ def _check_resumable(saved: dict, opts: GanOptions, path: Path) -> None:
 def train_gan(
     opts: GanOptions, resume: bool = False, progress: bool = True, stop_at: int | None = None
 ) -> dict:
-    """Train for ``opts.steps`` steps (or until ``stop_at``), checkpointing to ``out/last.pt``."""
-    from mfr.data.gan_data import (
-        UnpairedSampler,
-        load_full_faces,
-        load_masked_faces,
-        read_exclude_list,
-    )
-    from mfr.io import atomic_save_torch, atomic_write
+    """Train for ``opts.steps`` steps (or until ``stop_at``), checkpointing to ``out/last.pt``.
+
+    Returns ``{"step", "out", "history", "model"}``; ``history`` holds a record of the losses
+    every ``log_every`` steps. Raises ``MfrError`` (``ConfigError``, ``CheckpointError``) for
+    missing data, a bad segmenter or a checkpoint of other options."""
+    from mfr.data.gan_data import UnpairedSampler
     from mfr.nets.preprocess import images_to_tensor
-    from mfr.train.options import options_dict
-    from mfr.train.segmenter import read_checkpoint
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     segmenter = load_segmenter_for(opts)
+    full, masked = _load_gan_data(opts)
+    sampler = UnpairedSampler(full, masked, opts.seed, opts.flip)
+    torch.manual_seed(opts.seed)
+    model = IAMGANModel(opts, len(full.classes), segmenter)
+    sample_idx = np.random.default_rng(opts.seed + 100).choice(
+        len(full.images), min(opts.num_samples, len(full.images)), replace=False
+    )
+    sample_input = images_to_tensor(full.images[sample_idx])
+
+    last_path = out / "last.pt"
+    start, history = 0, []
+    if resume and last_path.is_file():
+        start, history = _resume(last_path, opts, model, sampler)
+
+    def checkpoint(step: int) -> None:
+        _save_checkpoint(out, opts, step, full.classes, model, segmenter, sampler, history)
+
+    end = opts.steps if stop_at is None else min(stop_at, opts.steps)
+    began = time.time()
+    for step in range(start, end):
+        f, labels, m = sampler.next(opts.batch_size)
+        model.set_input(images_to_tensor(f), torch.from_numpy(labels), images_to_tensor(m))
+        losses = model.optimize_parameters(step)
+        done = step + 1
+        if done % opts.log_every == 0 or done == end:
+            history.append({"step": done, **{k: round(v, 5) for k, v in losses.items()}})
+            if progress:
+                _print_step(
+                    done, opts.steps, losses, (done - start) / max(time.time() - began, 1e-9)
+                )
+        if done % opts.sample_every == 0 or done == opts.steps:
+            grid = sample_grid(model, sample_input, segmenter)
+            save_png(grid, out / "samples" / f"step_{done:07d}.png")
+            save_png(grid, out / "samples" / "latest.png")
+        if done % opts.checkpoint_every == 0 or done == end:
+            checkpoint(done)
+    if end == start:
+        checkpoint(start)
+    return {"step": end, "out": str(out), "history": history, "model": model}
+
+
+def _load_gan_data(opts: GanOptions):
+    """Domain F (``FullFaceSet``: identities with enough images, minus the exclude list) and
+    domain M (uint8 N x size x size x 3) at the model size."""
+    from mfr.data.gan_data import load_full_faces, load_masked_faces, read_exclude_list
+
     f_root, crop = resolve_full_root(opts)
     exclude = read_exclude_list(_data_path(opts.f_exclude) if opts.f_exclude else None)
     full = load_full_faces(
@@ -137,64 +179,46 @@ def train_gan(
         f_root,
         len(masked),
     )
-    sampler = UnpairedSampler(full, masked, opts.seed, opts.flip)
-    torch.manual_seed(opts.seed)
-    model = IAMGANModel(opts, len(full.classes), segmenter)
-    sample_idx = np.random.default_rng(opts.seed + 100).choice(
-        len(full.images), min(opts.num_samples, len(full.images)), replace=False
+    return full, masked
+
+
+def _resume(path: Path, opts: GanOptions, model: IAMGANModel, sampler) -> tuple[int, list]:
+    """Load model, sampler and torch RNG state from ``path``; returns ``(step, history)``."""
+    from mfr.train.segmenter import read_checkpoint
+
+    state = read_checkpoint(path, GAN_FORMAT, "IAMGAN")
+    _check_resumable(state["options"], opts, path)
+    model.load_state_dict(state["model"])
+    sampler.set_state(state["sampler"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resumed %s at step %d", path, state["step"])
+    return state["step"], state["history"]
+
+
+def _save_checkpoint(out: Path, opts, step, classes, model, segmenter, sampler, history) -> None:
+    """``OUT/last.pt`` (everything a resumed run needs) and ``OUT/history.json``, atomically."""
+    from mfr.io import atomic_save_torch, atomic_write
+    from mfr.train.options import options_dict
+
+    atomic_save_torch(
+        {
+            "format": GAN_FORMAT,
+            "version": GAN_VERSION,
+            "options": options_dict(opts),
+            "step": step,
+            "classes": classes,
+            "model": model.state_dict(),
+            "segmenter": segmenter_payload(segmenter),
+            "sampler": sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+        },
+        out / "last.pt",
     )
-    sample_input = images_to_tensor(full.images[sample_idx])
+    with atomic_write(out / "history.json", "w") as handle:
+        json.dump(history, handle)
 
-    start, history = 0, []
-    last_path = out / "last.pt"
-    if resume and last_path.is_file():
-        state = read_checkpoint(last_path, GAN_FORMAT, "IAMGAN")
-        _check_resumable(state["options"], opts, last_path)
-        model.load_state_dict(state["model"])
-        sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, history = state["step"], state["history"]
-        log.info("resumed %s at step %d", last_path, start)
 
-    def checkpoint(step: int) -> None:
-        atomic_save_torch(
-            {
-                "format": GAN_FORMAT,
-                "version": GAN_VERSION,
-                "options": options_dict(opts),
-                "step": step,
-                "classes": full.classes,
-                "model": model.state_dict(),
-                "segmenter": segmenter_payload(segmenter),
-                "sampler": sampler.state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            },
-            last_path,
-        )
-        with atomic_write(out / "history.json", "w") as handle:
-            json.dump(history, handle)
-
-    end = opts.steps if stop_at is None else min(stop_at, opts.steps)
-    began, step = time.time(), start
-    for step in range(start, end):
-        f, labels, m = sampler.next(opts.batch_size)
-        model.set_input(images_to_tensor(f), torch.from_numpy(labels), images_to_tensor(m))
-        losses = model.optimize_parameters(step)
-        done = step + 1
-        if done % opts.log_every == 0 or done == end:
-            record = {"step": done, **{k: round(v, 5) for k, v in losses.items()}}
-            history.append(record)
-            if progress:
-                rate = (done - start) / max(time.time() - began, 1e-9)
-                terms = " ".join(f"{k} {v:.3f}" for k, v in losses.items() if k != "lr")
-                print(f"step {done}/{opts.steps} {terms} ({rate:.2f} it/s)", flush=True)
-        if done % opts.sample_every == 0 or done == opts.steps:
-            grid = sample_grid(model, sample_input, segmenter)
-            save_png(grid, out / "samples" / f"step_{done:07d}.png")
-            save_png(grid, out / "samples" / "latest.png")
-        if done % opts.checkpoint_every == 0 or done == end:
-            checkpoint(done)
-    if end == start:
-        checkpoint(start)
-    return {"step": end, "out": str(out), "history": history, "model": model}
+def _print_step(done: int, steps: int, losses: dict, rate: float) -> None:
+    terms = " ".join(f"{k} {v:.3f}" for k, v in losses.items() if k != "lr")
+    print(f"step {done}/{steps} {terms} ({rate:.2f} it/s)", flush=True)

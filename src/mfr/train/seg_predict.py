@@ -35,7 +35,7 @@ def predict_folder(model: MaskSegmenter, src: Path, dst: Path, batch_size: int =
     from PIL import Image
     from tqdm import tqdm
 
-    from mfr.data.gan_data import read_rgb
+    from mfr.data.images import read_image as read_rgb
     from mfr.data.layout import is_image_path
     from mfr.io import atomic_write, check_separate_folders
 

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from mfr.errors import CheckpointError, ConfigError
 from mfr.io import load_torch
 from mfr.nets.unet import MaskSegmenter
+from mfr.train.options import options_dict
 
 log = logging.getLogger(__name__)
 
@@ -219,11 +220,12 @@ def evaluate_split(model: MaskSegmenter, data: Path, split: str = "test") -> dic
 
 
 def train_segmenter(opts: SegOptions, resume: bool = False, progress: bool = True) -> dict:
-    """Train S; writes ``last.pt`` (with optimizer state, resumable) and ``best.pt`` to ``out``."""
+    """Train S; writes ``last.pt`` (with optimizer state, resumable) and ``best.pt`` to ``out``.
+
+    Returns ``{"best_iou", "history", "out"}`` (one history record per epoch: mean loss, the
+    test split's mask metrics, seconds). Raises ``ConfigError`` when there are no training
+    images, ``MfrError`` for a missing data folder or an unusable checkpoint."""
     from mfr.data.gan_data import load_seg_split
-    from mfr.io import atomic_write
-    from mfr.nets.preprocess import images_to_tensor
-    from mfr.train.options import options_dict
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -251,27 +253,11 @@ def train_segmenter(opts: SegOptions, resume: bool = False, progress: bool = Tru
         log.info("resumed from %s at epoch %d", last_path, start_epoch)
 
     for epoch in range(start_epoch, opts.epochs):
-        model.train()
-        began, total, count = time.time(), 0.0, 0
-        order = rng.permutation(len(images))
-        for start in range(0, len(order), opts.batch_size):
-            idx = order[start : start + opts.batch_size]
-            batch, target = images[idx].copy(), masks[idx].copy()
-            if opts.flip:
-                flip = rng.random(len(idx)) < 0.5
-                batch[flip], target[flip] = batch[flip, :, ::-1], target[flip, :, ::-1]
-            if opts.recolor > 0 or opts.zoom < 1:
-                batch, target = augment_pairs(batch, target, rng, opts.recolor, opts.zoom)
-            x = images_to_tensor(batch)
-            y = torch.from_numpy(np.ascontiguousarray(target)).float()[:, None]
-            loss = seg_loss(model(x), y, opts.dice_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total, count = total + loss.item() * len(idx), count + len(idx)
+        began = time.time()
+        loss = _train_epoch(model, optimizer, images, masks, rng, opts)
         scheduler.step()
         metrics = mask_metrics(predict_masks(model, test_images), test_masks)
-        record = {"epoch": epoch + 1, "loss": total / count, **metrics, "secs": time.time() - began}
+        record = {"epoch": epoch + 1, "loss": loss, **metrics, "secs": time.time() - began}
         history.append(record)
         if progress:
             print(
@@ -284,22 +270,55 @@ def train_segmenter(opts: SegOptions, resume: bool = False, progress: bool = Tru
         if metrics["iou"] > best_iou:
             best_iou = metrics["iou"]
             save_segmenter(model, out / "best.pt", options=options_dict(opts), extra=extra)
-        save_segmenter(
-            model,
-            last_path,
-            options=options_dict(opts),
-            extra={
-                **extra,
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "best_iou": best_iou,
-                "history": history,
-            },
-        )
-        with atomic_write(out / "history.json", "w") as handle:
-            import json
-
-            json.dump(history, handle, indent=1)
+        resume_state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+        _save_last(out, model, opts, {**extra, **resume_state}, rng, best_iou, history)
     return {"best_iou": best_iou, "history": history, "out": str(out)}
+
+
+def _train_epoch(model, optimizer, images, masks, rng: np.random.Generator, opts) -> float:
+    """One pass over the training pairs in a random order (flips and augmentation drawn from
+    ``rng``); returns the mean loss per image."""
+    from mfr.nets.preprocess import images_to_tensor
+
+    model.train()
+    total, count = 0.0, 0
+    order = rng.permutation(len(images))
+    for start in range(0, len(order), opts.batch_size):
+        idx = order[start : start + opts.batch_size]
+        batch, target = images[idx].copy(), masks[idx].copy()
+        if opts.flip:
+            flip = rng.random(len(idx)) < 0.5
+            batch[flip], target[flip] = batch[flip, :, ::-1], target[flip, :, ::-1]
+        if opts.recolor > 0 or opts.zoom < 1:
+            batch, target = augment_pairs(batch, target, rng, opts.recolor, opts.zoom)
+        x = images_to_tensor(batch)
+        y = torch.from_numpy(np.ascontiguousarray(target)).float()[:, None]
+        loss = seg_loss(model(x), y, opts.dice_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total, count = total + loss.item() * len(idx), count + len(idx)
+    return total / count
+
+
+def _save_last(out: Path, model, opts, extra: dict, rng, best_iou: float, history) -> None:
+    """``OUT/last.pt`` with what a resumed run needs (``extra``: epoch, test IoU, optimizer and
+    scheduler state; the RNG states are taken here) and ``OUT/history.json``."""
+    import json
+
+    from mfr.io import atomic_write
+
+    save_segmenter(
+        model,
+        out / "last.pt",
+        options=options_dict(opts),
+        extra={
+            **extra,
+            "rng": rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "best_iou": best_iou,
+            "history": history,
+        },
+    )
+    with atomic_write(out / "history.json", "w") as handle:
+        json.dump(history, handle, indent=1)
