@@ -66,9 +66,10 @@ def model_identity(model: str, aligned: bool, flip: bool) -> str:
         from mfr.embedders.dlib import DlibEmbedder
 
         spec = f"dlib margin={DlibEmbedder.__init__.__defaults__[0]}"
-    else:
-        stat = Path(model).stat()
-        spec = f"{Path(model).resolve()} size={stat.st_size} mtime={stat.st_mtime_ns}"
+    else:  # a built-in name (dlib-resnet) or a model file, by the one model fingerprint
+        from mfr.embedders.fingerprint import model_fingerprint
+
+        spec = f"{model} {model_fingerprint(model)}"
     return f"{spec} aligned={aligned} flip={flip}"
 
 
