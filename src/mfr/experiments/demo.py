@@ -133,6 +133,12 @@ def build_demo_model(config: ExperimentConfig, log) -> dict:
     return record
 
 
+def _scratch_size(prepared: Prepared) -> str:
+    train = prepared.config.train
+    steps, p, k = train.get("steps"), train.get("p"), train.get("k")
+    return f"{steps} steps of {p}x{k} images at {train.get('input_size')} px"
+
+
 def write_report(
     out: Path, results: list[dict], prepared: Prepared, seconds: float, model: dict
 ) -> Path:
@@ -182,7 +188,8 @@ def write_report(
         "no verification accuracy). *held-out LFW*: "
         "identities kept out of training, their masked twins (KP-CVX; mfr-masked also trained "
         "on KP-CVX, on other identities) against their other full faces. The from-scratch "
-        "row is a short CPU run of the paper's recipe, not its converged model.",
+        f"row is a short CPU run of the paper's recipe ({_scratch_size(prepared)}), not its "
+        "converged model.",
         "",
         markdown_table(results, [*TESTS, RMFRD]),
         *verdict,
