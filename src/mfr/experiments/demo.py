@@ -25,7 +25,7 @@ import numpy as np
 from mfr.experiments.cells import Cell, baseline_cells
 from mfr.experiments.config import CONFIG_DIR, ExperimentConfig, load_experiment_config
 from mfr.experiments.prepare import Prepared
-from mfr.experiments.runner import _embed_and_eval, run_cell
+from mfr.experiments.runner import _test_rmfrd, run_cell
 from mfr.experiments.tables import RMFRD, TESTS, markdown_table, write_table
 from mfr.io import atomic_write
 
@@ -97,13 +97,6 @@ def matches_figure(embeddings_file: Path, image_root: Path, probes: int = 6, k: 
     return retrieval_grid(lookup, list(ids), list(zip(chosen, matches)))
 
 
-def rmfrd_test(model: str, prepared: Prepared, out: Path, log) -> dict:
-    """rmfrd-dev end to end: every masked probe counts, a probe ``mfr align`` could not align
-    is a miss (no rank, AP 0; "different" in verification)."""
-    source = prepared.source("rmfrd")
-    return _embed_and_eval(model, prepared.aligned("rmfrd"), out, "rmfrd", log, source=source)
-
-
 def build_demo_model(config: ExperimentConfig, log) -> dict:
     """Build and install the demo-sized mfr-masked (on the demo's LFW subset); returns its
     record. A model built at full size is never replaced by the demo's: the demo's is then
@@ -133,6 +126,26 @@ def build_demo_model(config: ExperimentConfig, log) -> dict:
     return record
 
 
+def comparison(ours: dict, dlib: dict, key: str, what: str, name: str) -> str:
+    """One report line comparing ``ours[key]`` with dlib's: "beats" or "is beaten by" only
+    when their 95 % bootstrap intervals (``<key>_ci``, ``mfr eval --bootstrap``) do not
+    overlap; otherwise the difference is called what it is, within the noise."""
+    a, b = ours[key], dlib[key]
+    head = f"- {what}: {name} {a:.1f} vs dlib {b:.1f}"
+    ca, cb = ours.get(f"{key}_ci"), dlib.get(f"{key}_ci")
+    if not (ca and cb):
+        return f"{head} (no intervals computed: set `bootstrap` to judge the noise)."
+    spans = f"95 % intervals [{ca[0]:.1f}, {ca[1]:.1f}] and [{cb[0]:.1f}, {cb[1]:.1f}]"
+    if ca[0] > cb[1]:
+        return f"{head} — {name} beats dlib ({spans} do not overlap)."
+    if ca[1] < cb[0]:
+        return f"{head} — dlib beats {name} ({spans} do not overlap)."
+    side = "ahead" if a > b else "behind" if a < b else "level"
+    return (
+        f"{head} — {name} is {side} by {abs(a - b):.1f} points, within the noise ({spans} overlap)."
+    )
+
+
 def _scratch_size(prepared: Prepared) -> str:
     train = prepared.config.train
     steps, p, k = train.get("steps"), train.get("p"), train.get("k")
@@ -155,16 +168,13 @@ def write_report(
         save_png(grid, out / "matches.png")
         figures.append("![top-5 gallery matches of masked probes (mfr-masked)](matches.png)")
     base = next(r for r in results if r.get("row", "").startswith("dlib"))
-    verdict = []
-    for test, title in (("mfr2", "mfr2-dev"), ("rmfrd", "rmfrd-dev")):
-        for key, name in (("rank1", "Rank-1"), ("mAP", "mAP")):
-            a, b = (ours.get(test) or {}).get(key), (base.get(test) or {}).get(key)
-            if a is not None and b is not None:
-                word = "beats" if a > b else "does not beat"
-                verdict.append(
-                    f"- {name} on {title}: {model['name']} {a:.1f} vs dlib {b:.1f} — "
-                    f"{model['name']} {word} dlib."
-                )
+    verdict = [
+        comparison(ours.get(test) or {}, base.get(test) or {}, key, f"{name} on {title}",
+                   model["name"])
+        for test, title in (("mfr2", "mfr2-dev"), ("rmfrd", "rmfrd-dev"))
+        for key, name in (("rank1", "Rank-1"), ("mAP", "mAP"))
+        if None not in ((ours.get(test) or {}).get(key), (base.get(test) or {}).get(key))
+    ]  # fmt: skip
     rmfrd = ours.get("rmfrd") or {}
     lines = [
         "# mfr demo report",
@@ -211,7 +221,7 @@ def _with_rmfrd(result: dict, model: str, prepared: Prepared, out: Path, log) ->
     if prepared.config.rmfrd is None:
         return result
     if "rmfrd" not in result:
-        result["rmfrd"] = rmfrd_test(model, prepared, out, log)
+        result["rmfrd"] = _test_rmfrd(model, prepared, out, log)
         with atomic_write(out / "result.json", "w") as handle:
             json.dump(result, handle, indent=2)
     return result
