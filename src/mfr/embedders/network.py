@@ -5,6 +5,7 @@ on a list of images) and :class:`CheckpointEmbedder`, an ``mfr train`` checkpoin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +26,36 @@ def embed_images(
 
     Each image is resized to ``input_size`` x ``input_size`` (``mfr.data.images.resize_square``)
     and scaled to [-1, 1] NCHW (``mfr.nets.preprocess.images_to_tensor``); ``batch_size`` images
-    go through the model at a time on ``device`` (default: the model's). ``flip`` adds the
-    embedding of the mirrored image; ``normalize`` L2-normalises each row. Returns float32
-    (N, D); (0, 0) for no images. Raises ``ValueError`` for an image that is not RGB uint8.
+    go through the model at a time (:func:`embed_batches`). Returns float32 (N, D); (0, 0) for
+    no images. Raises ``ValueError`` for an image that is not RGB uint8.
     """
     from mfr.data.images import resize_square
     from mfr.nets.preprocess import images_to_tensor
 
+    chunks = (images[start : start + batch_size] for start in range(0, len(images), batch_size))
+    batches = (images_to_tensor([resize_square(im, input_size) for im in c]) for c in chunks)
+    return embed_batches(model, batches, flip, normalize, device)
+
+
+def embed_batches(
+    model: torch.nn.Module,
+    batches: Iterable[torch.Tensor],
+    flip: bool = False,
+    normalize: bool = True,
+    device: str | torch.device | None = None,
+) -> np.ndarray:
+    """The one place mfr runs a torch model over image batches for embeddings.
+
+    ``batches``: float32 (B, 3, H, W) tensors in [-1, 1] (from :func:`embed_images`, or a
+    data loader as in training validation); each goes to ``device`` (default: the model's).
+    ``flip`` adds the embedding of the mirrored batch; ``normalize`` L2-normalises each row.
+    Returns float32 (N, D); (0, 0) when there are no batches.
+    """
     if device is None:
         device = next(model.parameters()).device
     out = []
-    for start in range(0, len(images), batch_size):
-        chunk = [resize_square(im, input_size) for im in images[start : start + batch_size]]
-        batch = images_to_tensor(chunk).to(device)
+    for batch in batches:
+        batch = batch.to(device)
         features = model(batch).float()
         if flip:
             features = features + model(batch.flip(3)).float()

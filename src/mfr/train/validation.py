@@ -123,13 +123,13 @@ def validation_report(
 def embed_files(
     model: nn.Module, paths, input_size: int, device, batch_size: int = 128, workers: int = 0
 ) -> np.ndarray:
-    """L2-normalised float32 (N, D) embeddings of image files with an eval-mode model."""
+    """L2-normalised float32 (N, D) embeddings of image files with an eval-mode model, decoded
+    by the training data loader (the same decoding and scaling as training) and run through
+    ``mfr.embedders.network.embed_batches``."""
     from mfr.data.loader import FaceImageDataset, check_batch, make_eval_loader
+    from mfr.embedders.network import embed_batches
 
     n = len(paths)
     dataset = FaceImageDataset(paths, np.zeros(n, np.int64), np.zeros(n, np.uint8), input_size)
-    chunks = [
-        torch.nn.functional.normalize(model(images.to(device)).float(), dim=1).cpu()
-        for images, _, _ in map(check_batch, make_eval_loader(dataset, batch_size, workers))
-    ]
-    return torch.cat(chunks).numpy() if chunks else np.zeros((0, 0), np.float32)
+    loader = map(check_batch, make_eval_loader(dataset, batch_size, workers))
+    return embed_batches(model, (images for images, _, _ in loader), device=device)
