@@ -219,3 +219,18 @@ def test_far_threshold_accepts_the_given_fraction_of_impostor_pairs(rng):
     assert count == len(impostors) == 60 * 59 // 2 - 20 * 3
     accepted = np.mean(np.array(impostors) > threshold)
     assert accepted == pytest.approx(0.05, abs=1 / count)
+
+
+def test_far_threshold_leaves_out_impostor_pairs_of_two_masked_faces(rng):
+    from mfr.experiments.model_build import far_threshold
+
+    unit = rng.normal(size=(60, 8))
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    identities = np.repeat(np.arange(20), 3)
+    domains = np.tile([0, 1, 1], 20)
+    threshold, count = far_threshold(unit, identities, domains, far=0.05)
+    impostors = [float(unit[i] @ unit[j]) for i in range(60) for j in range(i + 1, 60)
+                 if identities[i] != identities[j] and not (domains[i] and domains[j])]  # fmt: skip
+    assert count == len(impostors)
+    accepted = np.mean(np.array(impostors) > threshold)
+    assert accepted == pytest.approx(0.05, abs=1 / count)

@@ -19,7 +19,7 @@ next run, an interrupted one resumed):
 4. train (``mfr.train.recognizer``);
 5. on the held-out identities — masked twins (KP-SYN) of their even-numbered images as probes,
    their odd-numbered full faces as the gallery — measure Rank-1 / mAP and set the
-   verification threshold at FAR 0.1 % of their impostor pairs (masked-vs-full and
+   verification threshold at FAR 1 % of their impostor pairs (masked-vs-full and
    full-vs-full: the best-accuracy threshold of masked-vs-full pairs alone is too low for
    two full faces);
 6. install the checkpoint, threshold and provenance as ``name`` under the model home.
@@ -310,23 +310,35 @@ def _store_threshold(source: Path, target: Path, record: dict) -> None:
     atomic_save_torch(checkpoint, target)
 
 
-FAR = 0.001  # the operating point of a built model's threshold
+# The operating point of a built model's threshold: FAR 1 % on its held-out impostor pairs of
+# the two kinds verification meets (masked-vs-full and full-vs-full). FAR 0.1 % over every
+# pair (masked-vs-masked included, which lie highest) left the demo-size model accepting 14 %
+# of held-out masked-vs-full genuine pairs and 63 % of LFW's same pairs (fold 1: 81.3 %).
+FAR = 0.01
 
 
-def far_threshold(unit: np.ndarray, identities: np.ndarray, far: float = FAR):
-    """The cosine threshold accepting a fraction ``far`` of the impostor pairs — every pair
-    of images of two different identities (masked-vs-full and full-vs-full alike) — and the
-    number of those pairs."""
+def far_threshold(
+    unit: np.ndarray, identities: np.ndarray, domains: np.ndarray | None = None, far: float = FAR
+):
+    """The cosine threshold accepting a fraction ``far`` of the impostor pairs, and their
+    number. ``unit``: (N, D) L2-normalised float embeddings; ``identities``: (N,) labels;
+    ``domains``: (N,) 0 full / 1 masked — when given, impostor pairs of two masked faces are
+    left out (verification compares a masked probe with a full face, or two full faces);
+    otherwise every pair of two different identities counts."""
     similarity = unit @ unit.T
     upper = np.triu(np.ones_like(similarity, dtype=bool), 1)
-    impostors = similarity[upper & (identities[:, None] != identities[None, :])]
+    pairs = upper & (identities[:, None] != identities[None, :])
+    if domains is not None:
+        pairs &= ~((domains[:, None] == 1) & (domains[None, :] == 1))
+    impostors = similarity[pairs]
     return float(np.quantile(impostors, 1.0 - far)), int(impostors.size)
 
 
 def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = print) -> dict:
     """Rank-1 / mAP (percent) of the held-out masked probes against their full faces, and the
-    threshold at FAR 0.1 % on their impostor pairs, for ``model`` (any model spec); for
-    reference also the best-accuracy threshold on their masked-vs-full pairs."""
+    threshold at FAR 1 % on their masked-vs-full and full-vs-full impostor pairs, for
+    ``model`` (any model spec); for reference also the best-accuracy threshold on their
+    masked-vs-full pairs."""
     from tqdm import tqdm
 
     from mfr.data.dataset import load_index
@@ -353,7 +365,7 @@ def heldout_figures(model: str, manifest: Path, log: Callable[[str], None] = pri
     pairs = calibration_pairs(identities, domains)
     similarities = np.einsum("ij,ij->i", unit[pairs[:, 0]], unit[pairs[:, 1]])
     best, best_accuracy = best_threshold(similarities, pairs[:, 2])
-    threshold, impostors = far_threshold(unit, identities)
+    threshold, impostors = far_threshold(unit, identities, domains)
     genuine = similarities[pairs[:, 2] == 1]
     accuracy = float(((similarities > threshold) == (pairs[:, 2] == 1)).mean())
     figures = {
