@@ -10,13 +10,14 @@ import typer
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Where results and report go."),
     config: Path | None = typer.Option(
-        None, "--config", help="Experiment YAML (default mfr/configs/demo.yaml)."
+        None, "--config", help="Experiment YAML (default src/mfr/configs/demo.yaml)."
     ),
 ) -> None:
-    """Align LFW and mfr2-dev, synthesize masked twins, train a recognizer with DCR,
-    evaluate it beside the off-the-shelf dlib descriptor, and write a report.
+    """The main job: align part of LFW, mfr2-dev and rmfrd-dev, synthesize masked twins, build
+    and install the masked-face model mfr-masked (dlib's network fine-tuned), and report it
+    beside dlib, dlib's weights untrained and a short from-scratch DCR run (runs/demo/report.md).
 
-    Re-running reuses every finished step (aligned data, masks, trained model).
+    Re-running reuses every finished step (aligned data, masks, trained models).
     """
     from mfr.experiments.demo import run_demo
 

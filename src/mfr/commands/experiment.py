@@ -10,7 +10,7 @@ import typer
 def experiment(
     table: str = typer.Argument(..., help="table1 | table2 | table3 | table4"),
     scale: str = typer.Option(
-        "cpu", "--scale", help="quick | cpu | finetune | paper (mfr/configs/experiment-*.yaml)"
+        "cpu", "--scale", help="quick | cpu | finetune | paper (src/mfr/configs/experiment-*.yaml)"
     ),
     config: Path | None = typer.Option(None, "--config", help="An experiment YAML instead."),
     out: Path | None = typer.Option(

@@ -35,7 +35,7 @@ def build(
     runs: Path = typer.Option(Path("runs/models"), "--runs", help="Training runs folder."),
     workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
     overrides: list[str] = typer.Option(
-        None, "--set", help="Override a recipe option (mfr/configs/model-masked.yaml)."
+        None, "--set", help="Override a recipe option (src/mfr/configs/model-masked.yaml)."
     ),
 ) -> None:
     """Fine-tune the masked-face model with the best recipe (dlib's weights, DCR, synthetic

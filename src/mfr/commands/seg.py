@@ -8,7 +8,7 @@ import typer
 
 
 def train(
-    config: Path = typer.Option(None, "--config", help="YAML options (mfr/configs/seg-*)."),
+    config: Path = typer.Option(None, "--config", help="YAML options (src/mfr/configs/seg-*)."),
     overrides: list[str] = typer.Option(None, "--set", help="Override an option: key=value."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
 ) -> None:

@@ -9,7 +9,7 @@ import typer
 
 def train(
     config: Path = typer.Option(
-        None, "--config", "-c", help="YAML config (see mfr/configs/recognizer-*.yaml)."
+        None, "--config", "-c", help="YAML config (see src/mfr/configs/recognizer-*.yaml)."
     ),
     overrides: list[str] = typer.Option(
         None,

@@ -53,16 +53,13 @@ def build_report(
 ) -> dict:
     """The result object: contract keys first (None where a part could not be computed)."""
     r, v = retrieval, verification
+    figures = headline(r, v)
+    num_pairs = figures.pop("num_pairs")
     report = {
-        "rank1": _percent(r.rank(1)) if r else None,
-        "rank5": _percent(r.rank(5)) if r else None,
-        "rank10": _percent(r.rank(10)) if r else None,
-        "mAP": _percent(r.mean_average_precision) if r else None,
-        "accuracy": _percent(v.accuracy) if v else None,
-        "accuracy_std": _percent(v.accuracy_std) if v else None,
+        **figures,
         "num_probes": r.num_probes if r else num_probes,
         "num_gallery": num_gallery,
-        "num_pairs": v.num_pairs if v else 0,
+        "num_pairs": num_pairs,
         "skipped_probes": r.skipped_probes if r else 0,
         "tar_at_far_1e-2": _percent(v.tar_at_far[1e-2]) if v else None,
         "tar_at_far_1e-3": _percent(v.tar_at_far[1e-3]) if v else None,

@@ -146,6 +146,11 @@ def comparison(ours: dict, dlib: dict, key: str, what: str, name: str) -> str:
     )
 
 
+def _rmfrd_subset(prepared: Prepared) -> str:
+    limit = prepared.config.rmfrd_identities
+    return f", its first {limit} identities by name" if limit else ""
+
+
 def _scratch_size(prepared: Prepared) -> str:
     train = prepared.config.train
     steps, p, k = train.get("steps"), train.get("p"), train.get("k")
@@ -186,16 +191,18 @@ def write_report(
         f"**{model['name']}** (installed; `mfr verify`, `enroll`, `identify`, `embed` and "
         f"`FaceRecognizer.load()` now use it by default): dlib's network fine-tuned for "
         f"{model['steps']} steps ({model['head_warmup_steps']} of them head warm-up) on "
-        f"{model['training_images']['images']} faces of {model['training_images']['identities']} "
-        f"LFW identities and their KP-SYN + KP-CVX twins, with DCR and distillation — the "
+        f"{model['training_images']['images']} images (full faces and their KP-SYN + KP-CVX "
+        f"twins) of {model['training_images']['identities']} LFW identities, with DCR and "
+        "distillation — the "
         "recipe of `mfr model build` at the demo's size (the full build trains longer on LFW + "
         f"CelebA). Its threshold: {model['threshold']:.4f}, {model['operating_point']}.",
         "",
         "Masked probes against full-face galleries. *mfr2-dev* and *rmfrd-dev*: real photos "
         "with real masks (never trained or tuned on), scored end to end: a masked probe "
-        "`mfr align` could not align counts as a miss (rmfrd-dev: "
-        f"{rmfrd.get('failed_probes', 0)} of its {rmfrd.get('num_probes', 0)} masked probes; "
-        "no verification accuracy). *held-out LFW*: "
+        "`mfr align` could not align counts as a miss (rmfrd-dev"
+        f"{_rmfrd_subset(prepared)}: {rmfrd.get('failed_probes', 0)} of its "
+        f'{rmfrd.get("num_probes", 0)} masked probes; a miss is also a "different" verdict in '
+        "every verification pair it is drawn into). *held-out LFW*: "
         "identities kept out of training, their masked twins (KP-CVX; mfr-masked also trained "
         "on KP-CVX, on other identities) against their other full faces. The from-scratch "
         f"row is a short CPU run of the paper's recipe ({_scratch_size(prepared)}), not its "
