@@ -177,3 +177,10 @@ def test_calibrating_a_checkpoint_stores_its_threshold_key_and_keeps_its_fingerp
     assert checkpoint_fingerprint(ckpt) == before
     torch.save({"format": "mfr-recognizer", "model": tiny_model(2).state_dict()}, ckpt)
     assert checkpoint_fingerprint(ckpt) != before
+
+
+def test_a_recognizer_says_which_model_and_threshold_it_uses(tmp_path, recognizer):
+    text = repr(recognizer)
+    assert "tiny.onnx" in text and "threshold=0.5000" in text
+    plain = FaceRecognizer.load(tiny_onnx(tmp_path / "plain.onnx"))
+    assert "refuses to decide" in repr(plain)

@@ -93,6 +93,15 @@ class FaceRecognizer:
         #: galleries, which keep only normalised embeddings)
         self.distance_rule = distance_rule if threshold is not None else None
 
+    def __repr__(self) -> str:
+        """Which model, why, and its threshold: ``FaceRecognizer(model='mfr-masked' (default:
+        ...), threshold=0.9504)``."""
+        why = f" ({self.note})" if self.note else ""
+        threshold = "none (refuses to decide)"
+        if self.threshold is not None:
+            threshold = f"{self.threshold:.4f}"
+        return f"FaceRecognizer(model={self.model.spec!r}{why}, threshold={threshold})"
+
     @classmethod
     def load(
         cls, model: str | Path | None = None, threshold: float | None = None
