@@ -26,10 +26,10 @@ def build(
         100, "--heldout", min=2, help="Identities held out to test and calibrate on."
     ),
     identities: int = typer.Option(
-        0, "--identities", min=0, help="Only the N identities with most photos per folder."
+        0, "--identities", min=0, help="Only the N identities with most photos per folder (0: all)."
     ),
     max_per_identity: int = typer.Option(
-        0, "--max-per-identity", min=0, help="At most N photos per identity."
+        0, "--max-per-identity", min=0, help="At most N photos per identity (0: all)."
     ),
     work: Path = typer.Option(Path("runs/data"), "--work", help="Aligned/masked data cache."),
     runs: Path = typer.Option(Path("runs/models"), "--runs", help="Training runs folder."),
