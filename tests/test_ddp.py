@@ -49,7 +49,7 @@ def test_two_gloo_ranks_hold_identical_weights_after_steps(tmp_path):
         for key in ranks[0][part]:
             assert torch.equal(ranks[0][part][key], ranks[1][part][key]), f"{part}.{key}"
     # only rank 0 wrote the run folder's outputs
-    from mfr.train.checkpoint import read_checkpoint
+    from mfr.embedders.checkpoint import read_checkpoint
 
     final = read_checkpoint(tmp_path / "run/final.pt")
     assert final["step"] == 4

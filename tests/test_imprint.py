@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from _train_data import make_dataset, tiny_overrides
 
+from mfr.embedders.checkpoint import read_checkpoint
 from mfr.losses import build_loss
 from mfr.losses.imprint import enable_imprinting
-from mfr.train.checkpoint import read_checkpoint
 from mfr.train.config import TrainConfig, apply_overrides
 from mfr.train.recognizer import train
 

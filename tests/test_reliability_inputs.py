@@ -253,8 +253,8 @@ def test_an_embeddings_file_with_bytes_identities_that_are_not_utf8_is_evaluated
 
 
 def _checkpoint(path: Path, **changes) -> Path:
+    from mfr.embedders.checkpoint import FORMAT, VERSION
     from mfr.nets.backbones import build_backbone
-    from mfr.train.checkpoint import FORMAT, VERSION
 
     net = build_backbone("resnet_tiny", embedding_dim=8, input_size=16).eval()
     fields = {"format": FORMAT, "version": VERSION, "backbone": "resnet_tiny",

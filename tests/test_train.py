@@ -9,8 +9,8 @@ import torch
 from _train_data import make_dataset, tiny_overrides
 
 from mfr.cli import main
+from mfr.embedders.checkpoint import load_embedding_model, read_checkpoint
 from mfr.errors import CheckpointError, ConfigError, MfrError
-from mfr.train.checkpoint import load_embedding_model, read_checkpoint
 from mfr.train.config import TrainConfig, apply_overrides
 from mfr.train.recognizer import train
 

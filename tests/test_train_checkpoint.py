@@ -8,17 +8,12 @@ import torch
 from _train_data import make_dataset
 
 from mfr.embedders import load_embedder
+from mfr.embedders.checkpoint import load_embedding_model, read_checkpoint
 from mfr.embedders.network import CheckpointEmbedder
 from mfr.errors import CheckpointError
 from mfr.nets.backbones import build_backbone
 from mfr.nets.preprocess import images_to_tensor
-from mfr.train.checkpoint import (
-    load_embedding_model,
-    read_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from mfr.train.checkpoint import rng_state, save_checkpoint, set_rng_state
 
 
 def _save_tiny(path, backbone="resnet_tiny", model=None, **extra):

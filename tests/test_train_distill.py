@@ -9,8 +9,8 @@ import pytest
 import torch
 from _train_data import make_dataset, tiny_overrides
 
+from mfr.embedders.checkpoint import read_checkpoint
 from mfr.errors import ConfigError
-from mfr.train.checkpoint import read_checkpoint
 from mfr.train.config import TrainConfig, apply_overrides
 from mfr.train.recognizer import train
 

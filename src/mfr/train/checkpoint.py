@@ -4,8 +4,8 @@ Keys: those of ``mfr.embedders.checkpoint`` (``format``, ``version``, ``backbone
 ``embedding_dim``, ``input_size``, ``head``, ``model``, ``loss``, ``threshold``) plus
 ``loss_state``, ``optimizer``, ``scheduler``, ``step`` (steps done; the sampler position),
 ``config`` (plain dict) and ``rng`` (torch / CUDA / NumPy / Python states).
-Read with :func:`read_checkpoint`, the one reader (``mfr.embedders.checkpoint``, which also
-loads a model for inference: :func:`load_embedding_model`).
+Read with ``mfr.embedders.checkpoint.read_checkpoint``, the one reader (that module also
+loads a model for inference: ``load_embedding_model``).
 """
 
 from __future__ import annotations
@@ -17,19 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from mfr.embedders.checkpoint import (  # the one reader, re-used to resume training
-    FORMAT,
-    VERSION,
-    build_model_from_checkpoint,
-    load_embedding_model,
-    read_checkpoint,
-)
+from mfr.embedders.checkpoint import FORMAT, VERSION
 from mfr.io import atomic_save_torch
-
-__all__ = [
-    "FORMAT", "VERSION", "build_model_from_checkpoint", "load_embedding_model",
-    "read_checkpoint", "rng_state", "save_checkpoint", "set_rng_state",
-]  # fmt: skip
 
 
 def rng_state() -> dict[str, Any]:

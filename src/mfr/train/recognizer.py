@@ -185,7 +185,7 @@ def _run(config, out_dir, resume, log, stop_at, on_finish, info) -> dict[str, An
 def _start(config: TrainConfig, out_dir: Path, resume: bool, info) -> dict[str, Any] | None:
     """Check the run folder (writable; stale temporary files removed) and read the checkpoint
     to resume from (None for a fresh run)."""
-    from mfr.train import checkpoint as ckpt
+    from mfr.embedders.checkpoint import read_checkpoint
 
     last_path = out_dir / "last.pt"
     if info.is_main:  # a read-only or full OUT fails now, not after the first hour
@@ -195,7 +195,7 @@ def _start(config: TrainConfig, out_dir: Path, resume: bool, info) -> dict[str, 
         return None
     if not last_path.is_file():
         raise CheckpointError(f"{last_path}: nothing to resume (no checkpoint in {out_dir})")
-    state = ckpt.read_checkpoint(last_path)
+    state = read_checkpoint(last_path)
     _check_resume_matches(state, config, last_path)
     return state
 
@@ -481,7 +481,7 @@ class Checkpoints:
 def initialise_backbone(backbone: nn.Module, init: str, name: str) -> None:
     """Load starting weights: ``dlib`` (dlib's model file, ``dlib-resnet`` only) or the
     backbone of an mfr checkpoint ``init`` (which must hold a ``name`` backbone)."""
-    from mfr.train import checkpoint as ckpt
+    from mfr.embedders.checkpoint import build_model_from_checkpoint, read_checkpoint
 
     if init == "dlib":
         if not hasattr(backbone, "load_dlib_weights"):
@@ -490,9 +490,7 @@ def initialise_backbone(backbone: nn.Module, init: str, name: str) -> None:
 
         backbone.load_dlib_weights(model_path("descriptor"))
         return
-    source = ckpt.build_model_from_checkpoint(
-        ckpt.read_checkpoint(init), init, expect_backbone=name
-    )
+    source = build_model_from_checkpoint(read_checkpoint(init), init, expect_backbone=name)
     try:
         backbone.load_state_dict(source.state_dict())
     except RuntimeError:
