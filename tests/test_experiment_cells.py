@@ -139,6 +139,20 @@ def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_
     assert len(calls) == 1
 
 
+def test_table1_baselines_are_the_configured_untrained_rows_and_unknown_ones_are_refused(
+    tmp_path,
+):
+    cells = table_cells("table1", "template", baselines=("dlib-resnet",))
+    assert [c.baseline for c in cells if c.baseline] == ["dlib-resnet"]
+    assert not any(c.baseline for c in table_cells("table1", baselines=()))
+    with pytest.raises(MfrError, match="unknown baseline"):
+        table_cells("table1", baselines=("vgg",))
+    path = tmp_path / "x.yaml"
+    path.write_text("baselines: [dlib, vgg]\n")
+    with pytest.raises(ConfigError, match="baselines: unknown vgg"):
+        load_experiment_config(path)
+
+
 def test_unknown_table_is_a_clear_error():
     with pytest.raises(MfrError, match="unknown table"):
         table_cells("table9")

@@ -48,20 +48,29 @@ def _run_table_cells(table: str, config: ExperimentConfig, tmp_path, monkeypatch
     return seen
 
 
-def test_finetune_table1_runs_every_trained_row_with_and_without_distill_on_three_seeds(
+def test_finetune_table1_runs_every_trained_row_on_three_seeds_after_the_untrained_start(
     tmp_path, monkeypatch
 ):
     config = load_experiment_config(None, "finetune")
     cells = _run_table_cells("table1", config, tmp_path, monkeypatch)
     trained = [c for c in cells if not c.baseline]
     assert sorted({c.seed for c in trained}) == [0, 1, 2]
-    plain = [c.row for c in trained if not c.distill and c.seed == 0]
+    plain = [c.row for c in trained if c.seed == 0]
     assert plain == [*(LOSS_LABELS[x] for x in LOSS_LABELS if x != "dcr"),
                      *(f"{LOSS_LABELS[x]}+KP-SYN" for x in LOSS_LABELS)]  # fmt: skip
-    distilled = [c.row for c in trained if c.distill and c.seed == 0]
-    assert distilled == [f"{row}+distill" for row in plain]
-    assert len(trained) == 26 * 3 and len({(c.key, c.seed) for c in cells}) == len(cells)
-    assert sorted(c.baseline for c in cells if c.baseline) == ["dlib", "dlib-resnet"]
+    assert not any(c.distill for c in trained)  # distill_tables: [] (the 2-h budget)
+    assert len(trained) == 13 * 3 and len({(c.key, c.seed) for c in cells}) == len(cells)
+    assert [c.baseline for c in cells if c.baseline] == ["dlib-resnet"]
+
+
+def test_distill_tables_put_a_distilled_twin_after_every_trained_row(tmp_path, monkeypatch):
+    config = load_experiment_config(None, "finetune")
+    config.distill_tables = ["table1"]
+    cells = _run_table_cells("table1", config, tmp_path, monkeypatch)
+    trained = [c for c in cells if not c.baseline and c.seed == 0]
+    plain = [c.row for c in trained if not c.distill]
+    assert [c.row for c in trained if c.distill] == [f"{row}+distill" for row in plain]
+    assert [c.row for c in trained[:2]] == ["Softmax", "Softmax+distill"]
 
 
 def test_finetune_tables_2_to_4_have_no_distill_rows_and_three_seeds(tmp_path, monkeypatch):

@@ -55,21 +55,29 @@ class Cell:
         return "template" if self.source == "hull" else "hull"
 
 
-def baseline_cells(table: str) -> list[Cell]:
-    """The untrained reference rows of ``table``."""
-    return [
-        Cell(table, "dlib (off-the-shelf)", baseline="dlib"),
-        Cell(table, "dlib weights, mfr chip (no training)", baseline="dlib-resnet"),
-    ]
+BASELINE_ROWS = {
+    "dlib": "dlib (off-the-shelf)",
+    "dlib-resnet": "dlib weights, mfr chip (no training)",
+}
 
 
-def _table1(masked_source: str) -> list[Cell]:
+def baseline_cells(table: str, baselines: tuple[str, ...] = tuple(BASELINE_ROWS)) -> list[Cell]:
+    """The untrained reference rows of ``table``: ``baselines`` (keys of ``BASELINE_ROWS``)."""
+    unknown = sorted(set(baselines) - set(BASELINE_ROWS))
+    if unknown:
+        raise MfrError(
+            f"unknown baseline {', '.join(unknown)}: choose from {', '.join(BASELINE_ROWS)}"
+        )
+    return [Cell(table, BASELINE_ROWS[name], baseline=name) for name in baselines]
+
+
+def _table1(masked_source: str, baselines: tuple[str, ...]) -> list[Cell]:
     label = SOURCE_LABELS[masked_source]
     cells = [Cell("table1", LOSS_LABELS[loss], loss) for loss in LOSS_LABELS if loss != "dcr"]
     cells += [
         Cell("table1", f"{LOSS_LABELS[loss]}+{label}", loss, masked_source) for loss in LOSS_LABELS
     ]
-    return [*baseline_cells("table1"), *cells]
+    return [*baseline_cells("table1", baselines), *cells]
 
 
 def _table2() -> list[Cell]:
@@ -100,14 +108,17 @@ def table_cells(
     masked_source: str = "template",
     seeds: tuple[int, ...] = (0,),
     distill: bool = False,
+    baselines: tuple[str, ...] = tuple(BASELINE_ROWS),
 ):
     """The cells of ``table`` (table1..table4); every cell repeated for each seed.
+
+    Table 1 starts with the untrained ``baselines`` (see :func:`baseline_cells`).
 
     With ``distill``, every trained row is followed by its twin trained with distillation
     (row label + ``+distill``, ``Cell.distill`` True); the baselines are not repeated.
     """
     builders = {
-        "table1": lambda: _table1(masked_source),
+        "table1": lambda: _table1(masked_source, tuple(baselines)),
         "table2": _table2,
         "table3": _table3,
         "table4": lambda: _table4(masked_source),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mfr.errors import ConfigError
+from mfr.experiments.cells import BASELINE_ROWS
 from mfr.paths import config_dir
 from mfr.train.config import DistillOptions, TrainConfig
 from mfr.train.options import build_options, load_options
@@ -38,6 +39,9 @@ class ExperimentConfig:
     masked_source: str = "template"  # generated masks of Table 1 and Table 4
     gan_checkpoints: dict[str, str] = field(default_factory=dict)  # source -> IAMGAN checkpoint
     seeds: list[int] = field(default_factory=lambda: [0])
+    # untrained rows of Table 1 (mfr.experiments.cells.BASELINE_ROWS): off-the-shelf "dlib"
+    # and "dlib-resnet" (dlib's weights behind mfr's chip)
+    baselines: list[str] = field(default_factory=lambda: ["dlib", "dlib-resnet"])
     second_seed_tables: list[str] = field(default_factory=list)
     size: int = 112  # alignment size; training resizes to train.input_size
     workers: int = 2
@@ -58,6 +62,9 @@ class ExperimentConfig:
     def validate(self, source: str) -> None:
         if self.distill_tables and not self.distill.get("teacher"):
             raise ConfigError(f"{source}: option 'distill_tables' needs 'distill' with a teacher")
+        unknown_baselines = sorted(set(self.baselines) - set(BASELINE_ROWS))
+        if unknown_baselines:
+            raise ConfigError(f"{source}: baselines: unknown {', '.join(unknown_baselines)}")
         unknown_sources = sorted(set(self.heldout_sources) - {"lfw", "celeba"})
         if unknown_sources:
             raise ConfigError(f"{source}: heldout_sources: unknown {', '.join(unknown_sources)}")

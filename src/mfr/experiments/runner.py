@@ -251,7 +251,8 @@ def run_table(table: str, config: ExperimentConfig, out_dir: Path, log=print) ->
     prepared = Prepared(config, log)
     results = []
     distill = table in config.distill_tables
-    for cell in table_cells(table, config.masked_source, tuple(seeds), distill):
+    cells = table_cells(table, config.masked_source, tuple(seeds), distill, tuple(config.baselines))
+    for cell in cells:
         twin = find_finished_twin(cell, out_dir)
         results.append(run_cell(cell, config, prepared, out_dir / table / cell.key, log, twin))
         write_table(table, results, out_dir / table, tests)
