@@ -135,3 +135,39 @@ def test_end_to_end_bootstrap_resamples_the_probes_that_were_not_embedded(tmp_pa
     assert report["failed_probes"] == 2 and report["num_probes"] == 8
     for key in ("rank1", "mAP"):
         assert report[f"{key}_ci"] == pytest.approx(want[key])
+
+
+def test_paired_difference_interval_equals_direct_recomputation_on_small_case():
+    from mfr.eval.bootstrap import paired_difference_interval
+
+    rng = np.random.default_rng(5)
+    identities = np.array(["a", "a", "b", "c", "c", "c", "d", "e", "e", "f"])
+    hits_a = rng.integers(0, 2, size=len(identities)).astype(float)
+    hits_b = rng.integers(0, 2, size=len(identities)).astype(float)
+    got = paired_difference_interval(hits_a, hits_b, identities, num_resamples=300, seed=4)
+    names = sorted(set(identities))
+    differences = []
+    for row in identity_draws(6, 300, seed=4):
+        chosen = [p for i in row for p in range(len(identities)) if identities[p] == names[i]]
+        differences.append(100.0 * (np.mean(hits_a[chosen]) - np.mean(hits_b[chosen])))
+    want = [np.percentile(differences, 2.5), np.percentile(differences, 97.5)]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_paired_interval_cancels_the_probe_noise_two_models_share():
+    from mfr.eval.bootstrap import paired_difference_interval
+
+    rng = np.random.default_rng(0)
+    identities = np.repeat(np.arange(300), 3)
+    hard = rng.uniform(0, 1, size=len(identities)) < 0.5  # hard probes: both models miss them
+    hits_b = (~hard).astype(float)
+    hits_a = hits_b.copy()
+    hits_a[np.flatnonzero(hard)[:45]] = 1.0  # A also gets 45 of the hard ones: +5 points
+    low, high = paired_difference_interval(hits_a, hits_b, identities, 1000, seed=1)
+    ci_a = bootstrap_intervals(np.where(hits_a > 0, 0, 5), hits_a, identities, 1000, 1)["rank1"]
+    ci_b = bootstrap_intervals(np.where(hits_b > 0, 0, 5), hits_b, identities, 1000, 1)["rank1"]
+    assert 0 < low < 5 < high  # paired: the +5 points are decided
+    assert ci_a[0] < ci_b[1]  # separately, the two intervals overlap
+    assert paired_difference_interval(hits_a, hits_a, identities, 50) == [0.0, 0.0]
+    with pytest.raises(MfrError, match="differ in length"):
+        paired_difference_interval(hits_a, hits_b[:-1], identities, 10)

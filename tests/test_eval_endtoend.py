@@ -117,3 +117,22 @@ def test_missed_probes_scale_cmc_and_add_zero_ap():
     assert total.num_probes == 4
     assert total.cmc.tolist() == [0.25, 0.5]
     assert total.mean_average_precision == pytest.approx(0.375)
+
+
+def test_per_probe_results_hold_the_hand_count_with_the_misses_end_to_end(tmp_path):
+    from mfr.embedders import dataset_faces
+    from mfr.eval import evaluate
+    from mfr.eval.bootstrap import MISS
+    from mfr.eval.probes import load_probe_results
+
+    dataset = _dataset(tmp_path / "data")
+    emb = _embeddings(tmp_path / "emb.npz", EMBEDDED)
+    report = evaluate(emb, log=lambda _: None, dataset=dataset, probes_out=tmp_path / "p.npz",
+                      dataset_faces=dataset_faces(dataset))  # fmt: skip
+    probes = load_probe_results(tmp_path / "p.npz")
+    # embedded A1 (rank 1) and B1 (rank 2), then the misses A2 and C1; D1 skipped
+    assert sorted(probes.identities.tolist()) == ["A", "A", "B", "C"]
+    assert sorted(probes.first_rank.tolist()) == [0, 1, MISS, MISS]
+    assert 100 * probes.values("rank1").mean() == pytest.approx(report["rank1"])
+    assert 100 * probes.values("rank5").mean() == pytest.approx(report["rank5"])
+    assert 100 * probes.values("mAP").mean() == pytest.approx(report["mAP"])

@@ -212,3 +212,32 @@ def test_a_result_from_before_end_to_end_evaluation_is_retested(tmp_path, monkey
     result = run()
     assert calls == [(str(out / "train" / "final.pt"), "mfr2-112", "mfr2", False)]
     assert result["mfr2"] == {"rank1": 28.0, "input": "aligned, end to end"}
+
+
+def test_a_finished_cell_without_per_probe_results_gets_them_from_its_stored_embeddings(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from mfr.experiments import runner
+
+    cell = next(c for c in table_cells("table1") if c.row == "Softmax")
+    stored = {"table": "table1", "row": cell.row, "status": "done", "mfr2": {"rank1": 30.0},
+              "synthetic": {"rank1": 40.0, "method": "hull"}}  # fmt: skip
+    out, calls, run = _finished_cell(tmp_path, monkeypatch, cell, stored, "mfr2", 0.0)
+    (out / "synthetic.npz").write_bytes(b"stored")
+    evaluated = []
+
+    def fake_evaluate(embeddings, json_out, log, source=None, bootstrap=0):
+        evaluated.append((embeddings.name, source))
+        runner.probes_path(embeddings).write_bytes(b"per-probe")
+        return {"rank1": 30.0 if embeddings.name == "mfr2.npz" else 40.0}
+
+    monkeypatch.setattr(runner, "_evaluate", fake_evaluate)
+    result = run()
+    assert calls == []  # nothing embedded, nothing trained
+    assert evaluated == [("mfr2.npz", tmp_path / "mfr2"), ("synthetic.npz", None)]
+    assert result["mfr2"] == {"rank1": 30.0, "probes": str((out / "mfr2.probes.npz").resolve())}
+    assert result["synthetic"]["probes"] == str((out / "synthetic.probes.npz").resolve())
+    assert json.loads((out / "result.json").read_text()) == result
+    assert run() == result and len(evaluated) == 2  # the second run only reads it

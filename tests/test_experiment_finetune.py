@@ -19,7 +19,14 @@ from mfr.experiments import runner
 from mfr.experiments.cells import LOSS_LABELS
 from mfr.experiments.config import ExperimentConfig, load_experiment_config
 from mfr.experiments.prepare import MARKER, Prepared
-from mfr.experiments.readings import claims, difference_interval, reading, row_stats, verdict
+from mfr.experiments.readings import (
+    claims,
+    difference_interval,
+    paired_interval,
+    reading,
+    row_stats,
+    verdict,
+)
 
 
 class _Sources:
@@ -272,3 +279,44 @@ def test_written_table_has_the_seed_summary_and_the_reading(tmp_path):
     assert "- both DCR terms matter: with all − w/o L_c on mfr2-dev rank1: +19.0" in text
     assert "- both DCR terms matter: with all − w/o L_c on rmfrd-dev rank1: +19.0" in text
     assert text.count("**decided**") == 2
+
+
+def _probe_result(tmp_path, row, seed, hits):
+    """A finished result whose mfr2 test stored per-probe results: ``hits`` (one per probe,
+    three probes per identity) as first-match ranks 0 (hit) or 5."""
+    import numpy as np
+
+    from mfr.eval.probes import save_probe_results
+    from mfr.eval.retrieval import RetrievalResult
+
+    hits = np.asarray(hits, dtype=float)
+    path = tmp_path / f"{row}-{seed}.probes.npz"
+    ids = np.repeat(np.arange(len(hits) // 3), 3).astype(str)
+    first = np.where(hits > 0, 0, 5).astype(np.int64)
+    save_probe_results(path, RetrievalResult(np.zeros(6), hits, len(hits), 6, 0, first, ids))
+    result = _result(row, seed, 100 * hits.mean(), [100 * hits.mean() - 4, 100 * hits.mean() + 4])
+    result["mfr2"]["probes"] = str(path)
+    return result
+
+
+def test_rows_scored_on_the_same_probes_are_compared_paired(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    base = (rng.uniform(size=600) < 0.5).astype(float)
+    better = base.copy()
+    better[np.flatnonzero(base == 0)[:30]] = 1.0  # +5 points, on the same probes
+    results = [_probe_result(tmp_path, "with all", s, better) for s in range(3)]
+    results += [_probe_result(tmp_path, "w/o L_c", s, base) for s in range(3)]
+    sa = row_stats(results, "with all", "mfr2", "rank1")
+    sb = row_stats(results, "w/o L_c", "mfr2", "rank1")
+    assert verdict(sa, sb) == "not decided by this data"  # the unpaired rule: 5 < sqrt(32)
+    paired = paired_interval(results, "with all", "w/o L_c", "mfr2", "rank1", sa, sb)
+    assert 0 < paired < 5
+    lines = reading("table4", results, [("mfr2", "mfr2-dev (real masks)")])
+    assert "with all − w/o L_c on mfr2-dev rank1: +5.0" in lines[0]
+    assert "(paired, seeds 3/3) → **decided**" in lines[0]
+    (tmp_path / "other").mkdir()
+    other = _probe_result(tmp_path / "other", "w/o L_c", 0, base[:300])  # other probes
+    assert paired_interval([*results[:3], other], "with all", "w/o L_c", "mfr2", "rank1", sa,
+                           sb) is None  # fmt: skip

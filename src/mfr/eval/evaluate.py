@@ -24,6 +24,7 @@ def evaluate(
     dataset: str | Path | None = None,
     bootstrap: int = 0,
     dataset_faces: Sequence[tuple[str, int, str]] | None = None,
+    probes_out: Path | None = None,
 ) -> dict:
     """Evaluate an embeddings file (design.md contract) and return the report dict
     (``mfr.eval.report.build_report``: ``rank1, rank5, rank10, mAP, accuracy, accuracy_std``
@@ -41,7 +42,9 @@ def evaluate(
     pairs (a pair with a missing face is judged "different"); the embedded-only figures are
     kept under ``embedded_only``. With ``bootstrap`` > 0, ``rank1_ci``, ``rank5_ci``,
     ``rank10_ci`` and ``mAP_ci`` hold 95 % intervals from that many identity resamples
-    (``mfr.eval.bootstrap``; end to end, the missed probes are resampled too).
+    (``mfr.eval.bootstrap``; end to end, the missed probes are resampled too). ``probes_out``
+    gets the per-probe ranks and APs behind the retrieval figures (``mfr.eval.probes``), for
+    paired comparisons of models on the same probes.
 
     Raises ``MfrError`` for an unreadable embeddings or pairs file, an unwritable output,
     embeddings that are not of ``dataset``, or nothing to evaluate."""
@@ -87,6 +90,10 @@ def evaluate(
     for note in notes:
         log(f"note: {note}")
     _write_outputs(report, retrieval, verification, json_out, plots_dir)
+    if probes_out is not None and retrieval is not None and retrieval.first_rank is not None:
+        from mfr.eval.probes import save_probe_results
+
+        save_probe_results(probes_out, retrieval)
     return report
 
 

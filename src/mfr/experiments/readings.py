@@ -9,21 +9,34 @@ The uncertainty of a difference ``A - B`` (percentage points) is the larger of
   row's ``n`` seeds (ddof 1; 0 with one seed).
 
 A claim is *decided* when ``|A - B|`` exceeds it, else *not decided by this data*.
+
+**Paired** (when every seed of both rows stored its per-probe results on the same probes,
+``<test>.probes.npz``): the bootstrap part is instead the half-width of the paired cluster
+bootstrap of the difference (:func:`mfr.eval.bootstrap.paired_difference_interval`, 1,000
+identity resamples, each row's per-probe figure averaged over its seeds), and the interval is
+``sqrt(paired² + seed²)``: the probe-sampling noise two models share (the same hard probes)
+cancels in the difference, and probe sampling and seeds are independent sources of variance.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 
 from mfr.experiments.cells import AD_HOC, DISTILL_SUFFIX, LOSS_LABELS, SOURCE_LABELS
 
 SUMMARY_METRICS = (("Rank-1", "rank1"), ("mAP", "mAP"))
 SPREAD_NOTE = (
     "Mean ± standard deviation over seeds [± mean half-width of the 95 % bootstrap interval, "
-    "identities resampled]. A claim is decided when the difference exceeds the larger of the "
-    "bootstrap and the seed intervals (mfr.experiments.readings)."
+    "identities resampled]. A claim is decided when the difference exceeds its interval: "
+    "*paired* (both rows scored on the same probes), sqrt(paired bootstrap half-width of the "
+    "difference² + seed part²); otherwise the larger of the two rows' combined bootstrap "
+    "half-widths and the seed part (mfr.experiments.readings)."
 )
+PAIRED_RESAMPLES = 1000
 
 
 @dataclass(frozen=True)
@@ -68,10 +81,55 @@ def difference_interval(a: RowStats, b: RowStats) -> float:
     return max(boot, seeds)
 
 
-def verdict(a: RowStats, b: RowStats) -> str:
-    """``decided`` when ``|a - b|`` exceeds ``difference_interval``, else not decided."""
-    difference = a.mean - b.mean
-    return "decided" if abs(difference) > difference_interval(a, b) else "not decided by this data"
+def verdict(a: RowStats, b: RowStats, interval: float | None = None) -> str:
+    """``decided`` when ``|a - b|`` exceeds ``interval`` (default ``difference_interval``),
+    else not decided."""
+    interval = difference_interval(a, b) if interval is None else interval
+    return "decided" if abs(a.mean - b.mean) > interval else "not decided by this data"
+
+
+def _probe_files(results: list[dict], row: str, test: str) -> list[str] | None:
+    """The per-probe results file of every finished seed of ``row`` on ``test``; None when a
+    seed has none."""
+    files = []
+    for result in results:
+        if result.get("row") != row or result.get("status") != "done":
+            continue
+        path = (result.get(test) or {}).get("probes")
+        if not path or not Path(path).is_file():
+            return None
+        files.append(path)
+    return files or None
+
+
+def _seed_mean_values(files: list[str], metric: str):
+    """(identities, per-probe ``metric`` averaged over the files), or None when the files do
+    not hold the same probes."""
+    from mfr.eval.probes import load_probe_results
+
+    loaded = [load_probe_results(path) for path in files]
+    identities = loaded[0].identities
+    if any(not np.array_equal(r.identities, identities) for r in loaded[1:]):
+        return None
+    return identities, np.mean([r.values(metric) for r in loaded], axis=0)
+
+
+def paired_interval(
+    results: list[dict], a: str, b: str, test: str, metric: str, sa: RowStats, sb: RowStats
+) -> float | None:
+    """The paired half-width of ``a - b`` (module docstring), or None when the per-probe
+    results are missing or the two rows were not scored on the same probes."""
+    from mfr.eval.bootstrap import paired_difference_interval
+
+    files_a, files_b = _probe_files(results, a, test), _probe_files(results, b, test)
+    if files_a is None or files_b is None:
+        return None
+    mean_a, mean_b = _seed_mean_values(files_a, metric), _seed_mean_values(files_b, metric)
+    if mean_a is None or mean_b is None or not np.array_equal(mean_a[0], mean_b[0]):
+        return None
+    low, high = paired_difference_interval(mean_a[1], mean_b[1], mean_a[0], PAIRED_RESAMPLES)
+    seeds = 1.96 * math.sqrt(sa.std**2 / sa.n + sb.std**2 / sb.n)
+    return math.hypot((high - low) / 2, seeds)
 
 
 def _rows(results: list[dict]) -> list[str]:
@@ -144,10 +202,12 @@ def reading(table: str, results: list[dict], tests, metric: str = "rank1") -> li
             sa, sb = row_stats(results, a, test, metric), row_stats(results, b, test, metric)
             if sa is None or sb is None:
                 continue
-            difference = sa.mean - sb.mean
+            paired = paired_interval(results, a, b, test, metric, sa, sb)
+            interval = difference_interval(sa, sb) if paired is None else paired
             lines.append(
                 f"- {claim}: {a} − {b} on {title.split(' ')[0]} {metric}: "
-                f"{difference:+.1f} ± {difference_interval(sa, sb):.1f} "
-                f"(seeds {sa.n}/{sb.n}) → **{verdict(sa, sb)}**"
+                f"{sa.mean - sb.mean:+.1f} ± {interval:.1f} "
+                f"({'paired, ' if paired is not None else ''}seeds {sa.n}/{sb.n}) → "
+                f"**{verdict(sa, sb, interval)}**"
             )
     return lines

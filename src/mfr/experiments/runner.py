@@ -30,12 +30,20 @@ def _evaluate(
     source: Path | None = None,
     bootstrap: int = 0,
 ) -> dict[str, Any]:
+    """Evaluate (``mfr.eval.evaluate``), the per-probe results beside the embeddings
+    (``<name>.probes.npz``, :func:`probes_path`) for the tables' paired comparisons."""
     from mfr.embedders import dataset_faces
     from mfr.eval import evaluate
 
     faces = None if source is None else dataset_faces(source)
     return evaluate(embeddings, json_out=json_out, log=log, dataset=source, bootstrap=bootstrap,
-                    dataset_faces=faces)  # fmt: skip
+                    dataset_faces=faces, probes_out=probes_path(embeddings))  # fmt: skip
+
+
+def probes_path(embeddings: Path) -> Path:
+    """The per-probe results file of a test's embeddings (``synthetic.npz`` ->
+    ``synthetic.probes.npz``)."""
+    return embeddings.with_name(f"{embeddings.stem}.probes.npz")
 
 
 def _embed_and_eval(
@@ -56,6 +64,8 @@ def _embed_and_eval(
     figures = {key: report.get(key) for key in (*METRICS, "accuracy_std", "num_probes",
                "num_gallery", "num_pairs", "skipped_probes", "cmc_top20", "end_to_end",
                "failed_probes", "embedded_only")}  # fmt: skip
+    probes = probes_path(embeddings)
+    figures["probes"] = str(probes.resolve()) if probes.is_file() else None
     return {**figures, **{key: report[key] for key in CI_KEYS if key in report}}
 
 
@@ -163,6 +173,8 @@ def run_cell(
         result = json.loads(done.read_text())
         if _stale_tests(result, cell):
             return _retest(cell, result, prepared, out, log)
+        if _tests_without_probes(result):
+            return _add_probes(cell, result, prepared, out, log)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): done, skipping")
         return result
     out.mkdir(parents=True, exist_ok=True)
@@ -179,6 +191,8 @@ def run_cell(
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
         if _stale_tests(result, cell):
             return _retest(cell, result, prepared, out, log)
+        if _tests_without_probes(result):
+            return _add_probes(cell, result, prepared, out, log)
         return _save(result, out)
     started = time.perf_counter()
     if cell.baseline:
@@ -237,6 +251,40 @@ def _retest(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dic
             result["synthetic"] = _test_synthetic(model, cell, prepared, out, log)
         else:
             result["mfr2"] = _test_mfr2(model, prepared, out, log)
+    return _save(result, out)
+
+
+TESTS_AND_SOURCES = (("mfr2", "mfr2"), ("synthetic", None), ("rmfrd", "rmfrd"))
+
+
+def _tests_without_probes(result: dict) -> list[str]:
+    """The tests of a finished result stored without per-probe results (older mfr)."""
+    return [
+        test
+        for test, _ in TESTS_AND_SOURCES
+        if isinstance(result.get(test), dict)
+        and not (result[test].get("probes") and Path(result[test]["probes"]).is_file())
+    ]
+
+
+def _add_probes(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dict:
+    """Re-evaluate (never re-embed) the stored embeddings of the tests without per-probe
+    results, so that the table can compare its rows probe by probe."""
+    folder = Path(result.get("shared_with") or out)
+    sources = dict(TESTS_AND_SOURCES)
+    for test in _tests_without_probes(result):
+        embeddings = folder / f"{test}.npz"
+        if not embeddings.is_file():
+            continue
+        log(f"[{cell.table}] {cell.row} (seed {cell.seed}): per-probe results of {test}")
+        source = prepared.source(sources[test]) if sources[test] else None
+        report = _evaluate(embeddings, folder / f"{test}.json", log, source,
+                           prepared.config.bootstrap)  # fmt: skip
+        if report.get("rank1") is not None and abs(report["rank1"] - result[test]["rank1"]) > 1e-6:
+            log(f"note: {test} Rank-1 re-evaluated as {report['rank1']:.2f}, stored "
+                f"{result[test]['rank1']:.2f}; keeping the stored figures")  # fmt: skip
+        probes = probes_path(embeddings)
+        result[test]["probes"] = str(probes.resolve()) if probes.is_file() else None
     return _save(result, out)
 
 
