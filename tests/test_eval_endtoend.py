@@ -133,6 +133,8 @@ def test_per_probe_results_hold_the_hand_count_with_the_misses_end_to_end(tmp_pa
     # embedded A1 (rank 1) and B1 (rank 2), then the misses A2 and C1; D1 skipped
     assert sorted(probes.identities.tolist()) == ["A", "A", "B", "C"]
     assert sorted(probes.first_rank.tolist()) == [0, 1, MISS, MISS]
+    assert sorted(probes.keys.tolist()) == ["A/a2", "A/masked/a1.png", "B/masked/b1.png", "C/c1"]
+    assert dict(zip(probes.keys.tolist(), probes.first_rank.tolist()))["B/masked/b1.png"] == 1
     assert 100 * probes.values("rank1").mean() == pytest.approx(report["rank1"])
     assert 100 * probes.values("rank5").mean() == pytest.approx(report["rank5"])
     assert 100 * probes.values("mAP").mean() == pytest.approx(report["mAP"])

@@ -82,7 +82,7 @@ def _finished_cell(tmp_path, monkeypatch, cell, stored: dict, stale: str, rank1:
 
     def fake_embed_and_eval(model, dataset, where, name, log, source=None, bootstrap=0):
         calls.append((model, dataset.name, name, (where / f"{name}.npz").exists()))
-        return {"rank1": rank1}
+        return {"rank1": rank1, "probes": None}
 
     monkeypatch.setattr(runner, "_embed_and_eval", fake_embed_and_eval)
     monkeypatch.setattr("mfr.train.recognizer.train", lambda *a, **k: pytest.fail("retrained"))
@@ -99,8 +99,8 @@ def test_a_finished_cell_tested_on_an_old_method_is_retested_not_retrained(tmp_p
     out, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "synthetic", 55.0)
     result = run()
     assert calls == [(str(out / "train" / "final.pt"), "heldout-hull.csv", "synthetic", False)]
-    assert result["synthetic"] == {"rank1": 55.0, "method": "hull"}
-    assert result["mfr2"] == {"rank1": 30.0}
+    assert result["synthetic"] == {"rank1": 55.0, "probes": None, "method": "hull"}
+    assert result["mfr2"] == {"rank1": 30.0, "probes": None}  # stored before per-probe files
     assert json.loads((out / "result.json").read_text()) == result
     assert run() == result
     assert len(calls) == 1
@@ -133,8 +133,8 @@ def test_an_old_dlib_result_from_raw_crops_is_retested_on_the_aligned_crops(tmp_
     _, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "mfr2", 74.3)
     result = run()
     assert calls == [("dlib", "mfr2-112", "mfr2", False)]
-    assert result["mfr2"] == {"rank1": 74.3, "input": "aligned, end to end"}
-    assert result["synthetic"] == old["synthetic"]
+    assert result["mfr2"] == {"rank1": 74.3, "probes": None, "input": "aligned, end to end"}
+    assert result["synthetic"] == {**old["synthetic"], "probes": None}  # no embeddings kept
     assert run() == result
     assert len(calls) == 1
 
@@ -188,7 +188,7 @@ def test_a_cell_trained_identically_in_another_table_is_shared_not_retrained(tmp
     other = next(c for c in table_cells("table2") if c.source == "erase")
     done = tmp_path / "table1" / t1.key / "result.json"
     done.parent.mkdir(parents=True)
-    metrics = {"rank1": 41.0, "mAP": 40.0, "method": "hull"}
+    metrics = {"rank1": 41.0, "mAP": 40.0, "method": "hull", "probes": None}
     done.write_text(json.dumps({"table": "table1", "row": t1.row, "loss": "softmax",
                                 "source": "template", "seed": 0, "loss_options": {},
                                 "baseline": None, "status": "done", "mfr2": metrics,
@@ -211,7 +211,7 @@ def test_a_result_from_before_end_to_end_evaluation_is_retested(tmp_path, monkey
     out, calls, run = _finished_cell(tmp_path, monkeypatch, cell, old, "mfr2", 28.0)
     result = run()
     assert calls == [(str(out / "train" / "final.pt"), "mfr2-112", "mfr2", False)]
-    assert result["mfr2"] == {"rank1": 28.0, "input": "aligned, end to end"}
+    assert result["mfr2"] == {"rank1": 28.0, "probes": None, "input": "aligned, end to end"}
 
 
 def test_a_finished_cell_without_per_probe_results_gets_them_from_its_stored_embeddings(

@@ -236,9 +236,12 @@ def test_claim_is_decided_only_when_the_difference_exceeds_both_intervals():
     sa, sb = row_stats(a, "DCR+KP-SYN", "mfr2", "rank1"), row_stats(b, "Softmax+KP-SYN", "mfr2",
                                                                      "rank1")  # fmt: skip
     boot = math.sqrt(2**2 + 3**2)
-    seeds = 1.96 * math.sqrt(2.0**2 / 3 + statistics.stdev([60, 61, 65]) ** 2 / 3)
+    va, vb = 2.0**2 / 3, statistics.stdev([60, 61, 65]) ** 2 / 3
+    welch_df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)  # 3.72: Student's t at 3 df
+    assert 3 < welch_df < 4
+    seeds = 3.182 * math.sqrt(va + vb)
     assert difference_interval(sa, sb) == pytest.approx(max(boot, seeds))
-    assert verdict(sa, sb) == "decided"  # 10 points against ~4.3
+    assert verdict(sa, sb) == "decided"  # 10 points against ~6.1
     close = [_result("Softmax+KP-SYN", s, v, [v - 3, v + 3]) for s, v in enumerate([68, 71, 75])]
     sc = row_stats(close, "Softmax+KP-SYN", "mfr2", "rank1")
     assert verdict(sa, sc) == "not decided by this data"
@@ -281,7 +284,7 @@ def test_written_table_has_the_seed_summary_and_the_reading(tmp_path):
     assert text.count("**decided**") == 2
 
 
-def _probe_result(tmp_path, row, seed, hits):
+def _probe_result(tmp_path, row, seed, hits, method="hull"):
     """A finished result whose mfr2 test stored per-probe results: ``hits`` (one per probe,
     three probes per identity) as first-match ranks 0 (hit) or 5."""
     import numpy as np
@@ -290,10 +293,11 @@ def _probe_result(tmp_path, row, seed, hits):
     from mfr.eval.retrieval import RetrievalResult
 
     hits = np.asarray(hits, dtype=float)
-    path = tmp_path / f"{row}-{seed}.probes.npz"
+    path = tmp_path / f"{row}-{seed}-{method}.probes.npz"
     ids = np.repeat(np.arange(len(hits) // 3), 3).astype(str)
     first = np.where(hits > 0, 0, 5).astype(np.int64)
-    save_probe_results(path, RetrievalResult(np.zeros(6), hits, len(hits), 6, 0, first, ids))
+    retrieval = RetrievalResult(np.zeros(6), hits, len(hits), 6, 0, first, ids)
+    save_probe_results(path, retrieval, [f"{method}/{i}/{n}" for n, i in enumerate(ids)])
     result = _result(row, seed, 100 * hits.mean(), [100 * hits.mean() - 4, 100 * hits.mean() + 4])
     result["mfr2"]["probes"] = str(path)
     return result
@@ -320,3 +324,12 @@ def test_rows_scored_on_the_same_probes_are_compared_paired(tmp_path):
     other = _probe_result(tmp_path / "other", "w/o L_c", 0, base[:300])  # other probes
     assert paired_interval([*results[:3], other], "with all", "w/o L_c", "mfr2", "rank1", sa,
                            sb) is None  # fmt: skip
+    # the same identities masked by another method: other images, not paired
+    kp_syn = [_probe_result(tmp_path, "w/o L_c", s, base, "template") for s in range(3)]
+    assert paired_interval([*results[:3], *kp_syn], "with all", "w/o L_c", "mfr2", "rank1", sa,
+                           sb) is None  # fmt: skip
+    # one seed a row (no spread measured): never narrower than the unpaired interval
+    one = [results[0], results[3]]
+    s1, s2 = row_stats(one, "with all", "mfr2", "rank1"), row_stats(one, "w/o L_c", "mfr2", "rank1")
+    assert paired_interval(one, "with all", "w/o L_c", "mfr2", "rank1", s1, s2) == pytest.approx(
+        difference_interval(s1, s2))  # fmt: skip

@@ -31,6 +31,10 @@ class Missing:
     gallery_lost: int
     dataset_probes: int
     gallery_lost_identities: list[str] = field(default_factory=list)
+    # per failed probe "<identity>/<file stem>", per gallery-lost probe its embeddings path
+    # (same order as the identities): the keys of mfr.eval.probes
+    failed_keys: list[str] = field(default_factory=list)
+    lost_paths: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -59,12 +63,15 @@ def find_missing(emb: Embeddings, dataset: list[tuple[str, int, str]], name: str
     gallery_ids = {i for i, d, _ in source if d == FULL}
     embedded_gallery = {i for i, d in zip(emb.identities, emb.domains.tolist()) if d == FULL}
     failed = sorted(
-        key[0] for key in source - embedded if key[1] == MASKED and key[0] in gallery_ids
+        (key[0], key[2]) for key in source - embedded if key[1] == MASKED and key[0] in gallery_ids
     )
     lost = [
-        i
-        for i, d in zip(emb.identities.tolist(), emb.domains.tolist())
+        (i, str(p))
+        for i, d, p in zip(emb.identities.tolist(), emb.domains.tolist(), emb.paths.tolist())
         if d == MASKED and i in gallery_ids and i not in embedded_gallery
     ]
     probes = sum(1 for _, d, _ in source if d == MASKED)
-    return Missing(failed, len(lost), probes, lost)
+    return Missing(
+        [i for i, _ in failed], len(lost), probes, [i for i, _ in lost],
+        failed_keys=[f"{i}/{stem}" for i, stem in failed], lost_paths=[p for _, p in lost],
+    )  # fmt: skip

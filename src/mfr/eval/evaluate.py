@@ -93,8 +93,25 @@ def evaluate(
     if probes_out is not None and retrieval is not None and retrieval.first_rank is not None:
         from mfr.eval.probes import save_probe_results
 
-        save_probe_results(probes_out, retrieval)
+        save_probe_results(probes_out, retrieval, _probe_keys(emb, missing))
     return report
+
+
+def _probe_keys(emb, missing) -> list[str]:
+    """The key of every probe of the retrieval, in its order (``mfr.eval.probes``): the
+    embedded masked probes with a gallery identity, then (end to end) the failed ones and
+    those whose gallery was lost."""
+    import numpy as np
+
+    from mfr.eval.embeddings import FULL, MASKED
+
+    gallery = set(emb.identities[emb.domains == FULL].tolist())
+    masked = emb.domains == MASKED
+    keys = [str(path) for identity, path in zip(emb.identities[masked].tolist(),
+            emb.paths[masked].tolist()) if identity in gallery]  # fmt: skip
+    if missing is not None:
+        keys += [*missing.failed_keys, *missing.lost_paths]
+    return list(np.asarray(keys, dtype=str))
 
 
 def _check_outputs(embeddings_path, pairs_path, json_out, plots_dir) -> None:

@@ -5,17 +5,22 @@ The uncertainty of a difference ``A - B`` (percentage points) is the larger of
 
 - the bootstrap part ``sqrt(hA² + hB²)``, with ``h`` a row's 95 % bootstrap half-width
   (``mfr eval --bootstrap``: identities resampled) averaged over its seeds, and
-- the seed part ``1.96 · sqrt(sA²/nA + sB²/nB)``, with ``s`` the standard deviation over the
-  row's ``n`` seeds (ddof 1; 0 with one seed).
+- the seed part ``t · sqrt(sA²/nA + sB²/nB)``, with ``s`` the standard deviation over the
+  row's ``n`` seeds (ddof 1; 0 with one seed) and ``t`` Student's 0.975 quantile at Welch's
+  degrees of freedom (2.78 for two rows of 3 seeds with equal spread, 4.30 when one has
+  none; :func:`seed_part`).
 
 A claim is *decided* when ``|A - B|`` exceeds it, else *not decided by this data*.
 
-**Paired** (when every seed of both rows stored its per-probe results on the same probes,
-``<test>.probes.npz``): the bootstrap part is instead the half-width of the paired cluster
-bootstrap of the difference (:func:`mfr.eval.bootstrap.paired_difference_interval`, 1,000
-identity resamples, each row's per-probe figure averaged over its seeds), and the interval is
-``sqrt(paired² + seed²)``: the probe-sampling noise two models share (the same hard probes)
-cancels in the difference, and probe sampling and seeds are independent sources of variance.
+**Paired** (when every seed of both rows stored its per-probe results, ``<test>.probes.npz``,
+on the same probes: the same probe keys, i.e. the same image files): the bootstrap part is
+instead the half-width of the paired cluster bootstrap of the difference
+(:func:`mfr.eval.bootstrap.paired_difference_interval`, 1,000 identity resamples, each row's
+per-probe figure averaged over its seeds), and the interval is ``sqrt(paired² + seed²)``: the
+probe-sampling noise two models share (the same hard probes) cancels in the difference, and
+probe sampling and seed spread add as variances (law of total variance; slightly
+conservative, as the seed means still carry some seed noise). While a row has a single seed
+(no spread measured) the paired interval is never taken narrower than the unpaired one.
 """
 
 from __future__ import annotations
@@ -74,11 +79,30 @@ def row_stats(results: list[dict], row: str, test: str, metric: str) -> RowStats
     return RowStats(mean, std, len(values), half)
 
 
+# Student's t 0.975 quantiles by degrees of freedom (a smaller df is taken for one not listed)
+_T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+         9: 2.262, 10: 2.228, 15: 2.131, 20: 2.086, 30: 2.042}  # fmt: skip
+
+
+def seed_part(a: RowStats, b: RowStats) -> float:
+    """Half-width of the 95 % interval of the difference of two seed means: Welch's
+    ``t · sqrt(sA²/nA + sB²/nB)``, ``t`` Student's 0.975 quantile at the Welch-Satterthwaite
+    degrees of freedom (rounded down; 1.96 beyond 30); 0 when neither row has a spread."""
+    va, vb = a.std**2 / a.n, b.std**2 / b.n
+    if va + vb == 0:
+        return 0.0
+    terms = [v**2 / (n - 1) for v, n in ((va, a.n), (vb, b.n)) if n > 1 and v > 0]
+    df = (va + vb) ** 2 / sum(terms) if terms else 1.0
+    listed = [d for d in _T975 if d <= df]
+    t = 1.96 if df > 30 else _T975[max(listed)] if listed else _T975[1]
+    return t * math.sqrt(va + vb)
+
+
 def difference_interval(a: RowStats, b: RowStats) -> float:
-    """The half-width the difference ``a.mean - b.mean`` must exceed (module docstring)."""
+    """The half-width the difference ``a.mean - b.mean`` must exceed, unpaired (module
+    docstring)."""
     boot = math.hypot(a.half_width or 0.0, b.half_width or 0.0)
-    seeds = 1.96 * math.sqrt(a.std**2 / a.n + b.std**2 / b.n)
-    return max(boot, seeds)
+    return max(boot, seed_part(a, b))
 
 
 def verdict(a: RowStats, b: RowStats, interval: float | None = None) -> str:
@@ -103,22 +127,22 @@ def _probe_files(results: list[dict], row: str, test: str) -> list[str] | None:
 
 
 def _seed_mean_values(files: list[str], metric: str):
-    """(identities, per-probe ``metric`` averaged over the files), or None when the files do
-    not hold the same probes."""
+    """(probe keys, identities, per-probe ``metric`` averaged over the files), the probes
+    ordered by key; None when the files do not hold the same probes."""
     from mfr.eval.probes import load_probe_results
 
-    loaded = [load_probe_results(path) for path in files]
-    identities = loaded[0].identities
-    if any(not np.array_equal(r.identities, identities) for r in loaded[1:]):
+    loaded = [load_probe_results(path).sorted_by_key() for path in files]
+    keys = loaded[0].keys
+    if any(not np.array_equal(r.keys, keys) for r in loaded[1:]):
         return None
-    return identities, np.mean([r.values(metric) for r in loaded], axis=0)
+    return keys, loaded[0].identities, np.mean([r.values(metric) for r in loaded], axis=0)
 
 
 def paired_interval(
     results: list[dict], a: str, b: str, test: str, metric: str, sa: RowStats, sb: RowStats
 ) -> float | None:
     """The paired half-width of ``a - b`` (module docstring), or None when the per-probe
-    results are missing or the two rows were not scored on the same probes."""
+    results are missing or the two rows were not scored on the same probes (same keys)."""
     from mfr.eval.bootstrap import paired_difference_interval
 
     files_a, files_b = _probe_files(results, a, test), _probe_files(results, b, test)
@@ -127,9 +151,11 @@ def paired_interval(
     mean_a, mean_b = _seed_mean_values(files_a, metric), _seed_mean_values(files_b, metric)
     if mean_a is None or mean_b is None or not np.array_equal(mean_a[0], mean_b[0]):
         return None
-    low, high = paired_difference_interval(mean_a[1], mean_b[1], mean_a[0], PAIRED_RESAMPLES)
-    seeds = 1.96 * math.sqrt(sa.std**2 / sa.n + sb.std**2 / sb.n)
-    return math.hypot((high - low) / 2, seeds)
+    low, high = paired_difference_interval(mean_a[2], mean_b[2], mean_a[1], PAIRED_RESAMPLES)
+    paired = math.hypot((high - low) / 2, seed_part(sa, sb))
+    if min(sa.n, sb.n) < 2:  # no seed spread measured: never narrower than the unpaired rule
+        return max(paired, difference_interval(sa, sb))
+    return paired
 
 
 def _rows(results: list[dict]) -> list[str]:

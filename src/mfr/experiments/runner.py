@@ -172,7 +172,7 @@ def run_cell(
     if done.is_file():
         result = json.loads(done.read_text())
         if _stale_tests(result, cell):
-            return _retest(cell, result, prepared, out, log)
+            result = _retest(cell, result, prepared, out, log)
         if _tests_without_probes(result):
             return _add_probes(cell, result, prepared, out, log)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): done, skipping")
@@ -190,7 +190,7 @@ def run_cell(
         result["shared_with"] = str(twin.parent)
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): same training as {twin.parent}")
         if _stale_tests(result, cell):
-            return _retest(cell, result, prepared, out, log)
+            result = _retest(cell, result, prepared, out, log)
         if _tests_without_probes(result):
             return _add_probes(cell, result, prepared, out, log)
         return _save(result, out)
@@ -258,31 +258,41 @@ TESTS_AND_SOURCES = (("mfr2", "mfr2"), ("synthetic", None), ("rmfrd", "rmfrd"))
 
 
 def _tests_without_probes(result: dict) -> list[str]:
-    """The tests of a finished result stored without per-probe results (older mfr)."""
+    """The tests of a finished result stored without per-probe results (older mfr), or whose
+    file is gone; ``"probes": null`` means they could not be made, and is not retried."""
     return [
         test
         for test, _ in TESTS_AND_SOURCES
         if isinstance(result.get(test), dict)
-        and not (result[test].get("probes") and Path(result[test]["probes"]).is_file())
+        and (
+            "probes" not in result[test]
+            or (result[test]["probes"] and not Path(result[test]["probes"]).is_file())
+        )
     ]
 
 
 def _add_probes(cell: Cell, result: dict, prepared: Prepared, out: Path, log) -> dict:
     """Re-evaluate (never re-embed) the stored embeddings of the tests without per-probe
-    results, so that the table can compare its rows probe by probe."""
-    folder = Path(result.get("shared_with") or out)
+    results, so that the table can compare its rows probe by probe. A test whose embeddings
+    are gone, or whose figures the re-evaluation does not reproduce, gets ``"probes": null``
+    (its comparisons stay unpaired)."""
     sources = dict(TESTS_AND_SOURCES)
     for test in _tests_without_probes(result):
-        embeddings = folder / f"{test}.npz"
+        embeddings = out / f"{test}.npz"
+        if not embeddings.is_file() and result.get("shared_with"):
+            embeddings = Path(result["shared_with"]) / f"{test}.npz"
+        result[test]["probes"] = None
         if not embeddings.is_file():
             continue
         log(f"[{cell.table}] {cell.row} (seed {cell.seed}): per-probe results of {test}")
         source = prepared.source(sources[test]) if sources[test] else None
-        report = _evaluate(embeddings, folder / f"{test}.json", log, source,
+        report = _evaluate(embeddings, embeddings.with_suffix(".json"), log, source,
                            prepared.config.bootstrap)  # fmt: skip
-        if report.get("rank1") is not None and abs(report["rank1"] - result[test]["rank1"]) > 1e-6:
-            log(f"note: {test} Rank-1 re-evaluated as {report['rank1']:.2f}, stored "
-                f"{result[test]['rank1']:.2f}; keeping the stored figures")  # fmt: skip
+        stored, again = result[test].get("rank1"), report.get("rank1")
+        if stored is None or again is None or abs(stored - again) > 1e-6:
+            log(f"note: {test} Rank-1 re-evaluated as {again}, stored {stored}: keeping the "
+                "stored figures, unpaired")  # fmt: skip
+            continue
         probes = probes_path(embeddings)
         result[test]["probes"] = str(probes.resolve()) if probes.is_file() else None
     return _save(result, out)
