@@ -191,3 +191,39 @@ def test_masked_faces_blazeface_frames_badly_are_aligned_by_a_look_framed_by_the
         face = align_face(image)
         assert misaligned(face.landmarks68) is None
         assert not_upright(face.landmarks68, 112) is None
+
+
+def test_the_second_detector_finds_faces_in_image_pixels_with_blazeface_keypoint_order():
+    from mfr.align.yuface import detect
+
+    image = grace_hopper(200)
+    box, keypoints, score = detect(image)[0]
+    reference = detect_face(image)
+    eyes = five_points(reference.landmarks68)[:2]  # image-left eye first
+    interocular = np.linalg.norm(eyes[1] - eyes[0])
+    assert 0.5 <= score <= 1.0
+    assert np.linalg.norm(keypoints[:2] - eyes, axis=1).max() < 0.25 * interocular
+    assert keypoints[0, 0] < keypoints[2, 0] < keypoints[1, 0]  # nose between the eyes
+    assert keypoints[2, 1] < keypoints[3, 1]  # mouth below the nose
+    left, top, right, bottom = box
+    assert left < eyes[:, 0].min() and right > eyes[:, 0].max() and top < eyes[:, 1].min() < bottom
+
+
+def test_a_face_mediapipe_does_not_find_is_aligned_by_the_second_detector(monkeypatch, rng):
+    from mfr.align import mesh
+
+    image = grace_hopper(200)
+    reference = five_points(detect_face(image).landmarks68)
+    monkeypatch.setattr(mesh, "coarse_faces", lambda image: [])
+    monkeypatch.setattr(mesh, "rotated_faces", lambda image: iter(()))
+    monkeypatch.setattr(mesh, "tile_levels", lambda image: iter(()))
+    face, count = mesh.find_face(image)
+    assert face.step == "second detector" and count == 1
+    found = detect_face(image)
+    assert found.used_fallback
+    interocular = np.linalg.norm(reference[1] - reference[0])
+    assert np.linalg.norm(five_points(found.landmarks68) - reference, axis=1).max() < (
+        0.1 * interocular
+    )
+    with pytest.raises(FaceNotFound):  # and still nothing in noise
+        detect_face(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))

@@ -12,7 +12,9 @@ download their models at run time, so the version is pinned).
 2. **rotated**: the bordered copy turned by 90, 270 and 180 degrees;
 3. **tiles**: BlazeFace full-range on overlapping ``TILE`` px tiles of an image pyramid,
    coarsest level first (BlazeFace's box of a 40 px face, ~30 px, is 8 % of a tile; the
-   full-range model finds faces down to ~7 % of its input): small faces in large photos.
+   full-range model finds faces down to ~7 % of its input): small faces in large photos;
+4. **second detector**: when no candidate of those steps is accepted, the faces of
+   libfacedetection's CNN (:mod:`mfr.align.yuface`), judged as second-chance faces.
 
 **Landmarks**: every candidate, in ``pick`` order (largest, or nearest the centre), is cut
 out of the full-resolution image upright (rotated by BlazeFace's eye keypoints) and framed
@@ -695,15 +697,27 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
     if not candidates:
         later = itertools.chain(rotated_faces(image), tile_levels(image))
         candidates = next(later, [])
-    if not candidates:
-        return "no face found"
     reason = "no face found"
     for face in _ordered(candidates, image.shape, pick):
         result = _accept(image, face)
         if isinstance(result, MeshFace):
             return result, len(candidates)
         reason = f"no face found ({result})"
+    second = second_detector_faces(image)
+    for face in _ordered(second, image.shape, pick):
+        result = _accept(image, face)
+        if isinstance(result, MeshFace):
+            return result, len(second)
     return reason
+
+
+def second_detector_faces(image: np.ndarray) -> list[MeshFace]:
+    """Step 4: the faces of :mod:`mfr.align.yuface`, as second-chance candidates (step
+    ``second detector``: confirmed on an upright cut or by the landmark model's presence)."""
+    from mfr.align.yuface import detect
+
+    return [MeshFace(box, keypoints, score, None, "second detector")
+            for box, keypoints, score in detect(image)]  # fmt: skip
 
 
 def find_upright_face(crop: np.ndarray) -> MeshFace | str:
