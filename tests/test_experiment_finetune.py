@@ -333,3 +333,32 @@ def test_rows_scored_on_the_same_probes_are_compared_paired(tmp_path):
     s1, s2 = row_stats(one, "with all", "mfr2", "rank1"), row_stats(one, "w/o L_c", "mfr2", "rank1")
     assert paired_interval(one, "with all", "w/o L_c", "mfr2", "rank1", s1, s2) == pytest.approx(
         difference_interval(s1, s2))  # fmt: skip
+
+
+def test_rows_run_on_the_same_seeds_are_paired_by_seed_too(tmp_path):
+    import numpy as np
+
+    from mfr.experiments.readings import paired_seed_part
+
+    rng = np.random.default_rng(4)
+    base = (rng.uniform(size=600) < 0.5).astype(float)
+    results = []
+    for seed, shift in enumerate((0, 60, 120)):  # a seed moves both rows alike: 0, -10, -20
+        worse = base.copy()
+        worse[np.flatnonzero(base == 1)[:shift]] = 0.0
+        better = worse.copy()
+        better[np.flatnonzero(worse == 0)[: 12 + seed]] = 1.0  # +2.0, +2.17, +2.33 points
+        results += [_probe_result(tmp_path, "with all", seed, better),
+                    _probe_result(tmp_path, "w/o L_c", seed, worse)]  # fmt: skip
+    d = [100 * (12 + s) / 600 for s in range(3)]
+    want = 4.303 * statistics.stdev(d) / math.sqrt(3)  # Student's t at 2 df
+    assert paired_seed_part(results, "with all", "w/o L_c", "mfr2", "rank1") == pytest.approx(want)
+    sa = row_stats(results, "with all", "mfr2", "rank1")
+    sb = row_stats(results, "w/o L_c", "mfr2", "rank1")
+    assert verdict(sa, sb) == "not decided by this data"  # unpaired: a 10-point seed spread
+    assert paired_interval(results, "with all", "w/o L_c", "mfr2", "rank1", sa, sb) < 2.0
+    two = 12.706 * statistics.stdev(d[:2]) / math.sqrt(2)  # seeds 0 and 1: t at 1 df
+    assert paired_seed_part(results[:4], "with all", "w/o L_c", "mfr2", "rank1") == pytest.approx(
+        two
+    )
+    assert paired_seed_part(results[:3], "with all", "w/o L_c", "mfr2", "rank1") is None

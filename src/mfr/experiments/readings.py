@@ -19,8 +19,11 @@ instead the half-width of the paired cluster bootstrap of the difference
 per-probe figure averaged over its seeds), and the interval is ``sqrt(paired² + seed²)``: the
 probe-sampling noise two models share (the same hard probes) cancels in the difference, and
 probe sampling and seed spread add as variances (law of total variance; slightly
-conservative, as the seed means still carry some seed noise). While a row has a single seed
-(no spread measured) the paired interval is never taken narrower than the unpaired one.
+conservative, as the seed means still carry some seed noise). When both rows ran the same
+seeds the seed part is paired too (:func:`paired_seed_part`: the spread of the per-seed
+differences; the cells of one seed share its random streams, batch sampling and head
+initialisation). While a row has a single seed (no spread measured) the paired interval is
+never taken narrower than the unpaired one.
 """
 
 from __future__ import annotations
@@ -93,9 +96,38 @@ def seed_part(a: RowStats, b: RowStats) -> float:
         return 0.0
     terms = [v**2 / (n - 1) for v, n in ((va, a.n), (vb, b.n)) if n > 1 and v > 0]
     df = (va + vb) ** 2 / sum(terms) if terms else 1.0
+    return _t975(df) * math.sqrt(va + vb)
+
+
+def _t975(df: float) -> float:
     listed = [d for d in _T975 if d <= df]
-    t = 1.96 if df > 30 else _T975[max(listed)] if listed else _T975[1]
-    return t * math.sqrt(va + vb)
+    return 1.96 if df > 30 else _T975[max(listed)] if listed else _T975[1]
+
+
+def paired_seed_part(results: list[dict], a: str, b: str, test: str, metric: str) -> float | None:
+    """Half-width of the 95 % interval of the mean per-seed difference ``A_s - B_s`` when both
+    rows ran the same seeds (at least 2): ``t · sd(d) / sqrt(n)``, ``t`` Student's 0.975
+    quantile at n - 1 degrees of freedom; None otherwise.
+
+    Cells of one seed share their randomness (batch order, head initialisation) across rows,
+    so a seed that is good or bad for one row is so for the others; pairing by seed removes
+    that common part, which the unpaired (Welch) seed part counts twice."""
+
+    def by_seed(row: str) -> dict:
+        return {
+            r.get("seed"): float(r[test][metric])
+            for r in results
+            if r.get("row") == row and r.get("status") == "done"
+            and (r.get(test) or {}).get(metric) is not None
+        }  # fmt: skip
+
+    values_a, values_b = by_seed(a), by_seed(b)
+    if set(values_a) != set(values_b) or len(values_a) < 2:
+        return None
+    d = [values_a[seed] - values_b[seed] for seed in sorted(values_a)]
+    mean = sum(d) / len(d)
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
+    return _t975(len(d) - 1) * sd / math.sqrt(len(d))
 
 
 def difference_interval(a: RowStats, b: RowStats) -> float:
@@ -152,7 +184,8 @@ def paired_interval(
     if mean_a is None or mean_b is None or not np.array_equal(mean_a[0], mean_b[0]):
         return None
     low, high = paired_difference_interval(mean_a[2], mean_b[2], mean_a[1], PAIRED_RESAMPLES)
-    paired = math.hypot((high - low) / 2, seed_part(sa, sb))
+    seeds = paired_seed_part(results, a, b, test, metric)
+    paired = math.hypot((high - low) / 2, seed_part(sa, sb) if seeds is None else seeds)
     if min(sa.n, sb.n) < 2:  # no seed spread measured: never narrower than the unpaired rule
         return max(paired, difference_interval(sa, sb))
     return paired
