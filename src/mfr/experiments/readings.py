@@ -28,7 +28,9 @@ never taken narrower than the unpaired one.
 
 from __future__ import annotations
 
+import functools
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,9 +127,7 @@ def paired_seed_part(results: list[dict], a: str, b: str, test: str, metric: str
     if set(values_a) != set(values_b) or len(values_a) < 2:
         return None
     d = [values_a[seed] - values_b[seed] for seed in sorted(values_a)]
-    mean = sum(d) / len(d)
-    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1))
-    return _t975(len(d) - 1) * sd / math.sqrt(len(d))
+    return _t975(len(d) - 1) * statistics.stdev(d) / math.sqrt(len(d))
 
 
 def difference_interval(a: RowStats, b: RowStats) -> float:
@@ -158,9 +158,11 @@ def _probe_files(results: list[dict], row: str, test: str) -> list[str] | None:
     return files or None
 
 
-def _seed_mean_values(files: list[str], metric: str):
+@functools.lru_cache(maxsize=256)
+def _seed_mean_values(files: tuple[str, ...], metric: str):
     """(probe keys, identities, per-probe ``metric`` averaged over the files), the probes
-    ordered by key; None when the files do not hold the same probes."""
+    ordered by key; None when the files do not hold the same probes. Cached: a row enters
+    many comparisons of a table, and the table is rewritten after every cell."""
     from mfr.eval.probes import load_probe_results
 
     loaded = [load_probe_results(path).sorted_by_key() for path in files]
@@ -180,7 +182,8 @@ def paired_interval(
     files_a, files_b = _probe_files(results, a, test), _probe_files(results, b, test)
     if files_a is None or files_b is None:
         return None
-    mean_a, mean_b = _seed_mean_values(files_a, metric), _seed_mean_values(files_b, metric)
+    mean_a = _seed_mean_values(tuple(files_a), metric)
+    mean_b = _seed_mean_values(tuple(files_b), metric)
     if mean_a is None or mean_b is None or not np.array_equal(mean_a[0], mean_b[0]):
         return None
     low, high = paired_difference_interval(mean_a[2], mean_b[2], mean_a[1], PAIRED_RESAMPLES)
