@@ -101,8 +101,6 @@ def _probe_keys(emb, missing) -> list[str]:
     """The key of every probe of the retrieval, in its order (``mfr.eval.probes``): the
     embedded masked probes with a gallery identity, then (end to end) the failed ones and
     those whose gallery was lost."""
-    import numpy as np
-
     from mfr.eval.embeddings import FULL, MASKED
 
     gallery = set(emb.identities[emb.domains == FULL].tolist())
@@ -111,7 +109,7 @@ def _probe_keys(emb, missing) -> list[str]:
             emb.paths[masked].tolist()) if identity in gallery]  # fmt: skip
     if missing is not None:
         keys += [*missing.failed_keys, *missing.lost_paths]
-    return list(np.asarray(keys, dtype=str))
+    return keys
 
 
 def _check_outputs(embeddings_path, pairs_path, json_out, plots_dir) -> None:
