@@ -227,3 +227,39 @@ def test_a_face_mediapipe_does_not_find_is_aligned_by_the_second_detector(monkey
     )
     with pytest.raises(FaceNotFound):  # and still nothing in noise
         detect_face(rng.integers(0, 256, (160, 160, 3), dtype=np.uint8))
+
+
+def test_a_face_both_detectors_find_is_corroborated_only_when_its_eyes_agree():
+    from mfr.align.mesh import MeshFace, _found_by
+
+    box = np.array([10.0, 10.0, 110.0, 110.0])
+    upright = np.array([[40, 50], [80, 50], [60, 75], [60, 90], [15, 55], [105, 55]], float)
+    face = MeshFace(box, upright, 0.4, None, "low score")
+    assert _found_by(face, [MeshFace(box + 5, upright + 5, 0.9, None, "second detector")])
+    # the same box, but its eyes at the bottom: the face seen upside down
+    turned = upright.copy()
+    turned[:, 1] = 120 - turned[:, 1]
+    turned[:2] = turned[1::-1]
+    assert not _found_by(face, [MeshFace(box, turned, 0.9, None, "second detector")])
+    # the same eyes, but a box of another size (IoU 0.25)
+    assert not _found_by(face, [MeshFace(box * [1, 1, 2, 2], upright, 0.9, None, "x")])
+
+
+def test_an_unconfirmed_second_chance_face_is_aligned_when_the_second_detector_finds_it(
+    monkeypatch,
+):
+    from mfr.align import mesh
+
+    image = grace_hopper(200)
+    faces = mesh.coarse_faces(image)
+    for face in faces:
+        face.step = "low score"
+    monkeypatch.setattr(mesh, "coarse_faces", lambda image: faces)
+    monkeypatch.setattr(mesh.SecondLook, "confirmed", lambda self: None)
+    monkeypatch.setattr(mesh, "MIN_PRESENCE", 1.1)  # the landmark model cannot confirm it
+    second = mesh.second_detector_faces(image)
+    monkeypatch.setattr(mesh, "second_detector_faces", lambda image: [])
+    assert mesh.find_face(image) == "no face found (not confirmed)"
+    monkeypatch.setattr(mesh, "second_detector_faces", lambda image: second)
+    face, count = mesh.find_face(image)
+    assert face.step == "low score" and count == len(faces)

@@ -15,6 +15,8 @@ download their models at run time, so the version is pinned).
    full-range model finds faces down to ~7 % of its input): small faces in large photos;
 4. **second detector**: when no candidate of those steps is accepted, the faces of
    libfacedetection's CNN (:mod:`mfr.align.yuface`), judged as second-chance faces.
+   A second-chance face that both detectors find (boxes at IoU ``CORROBORATE_IOU``, eyes
+   within ``MAX_EYE_SHIFT``) is corroborated: it needs no further confirmation.
 
 **Landmarks**: every candidate, in ``pick`` order (largest, or nearest the centre), is cut
 out of the full-resolution image upright (rotated by BlazeFace's eye keypoints) and framed
@@ -32,12 +34,13 @@ from both, within ``MAX_LOWER_SHIFT`` inter-ocular distances); when it is not, B
 is run again on an upright, well-framed cut and the mesh redone; when that does not settle
 it, once more on a cut framed by the mesh itself (:func:`mesh_framed`), and the face found
 there must also reach face-presence ``MIN_PRESENCE``. A candidate of a second-chance step
-(low score, rotated, tile) must in addition score ``MIN_SCORE`` on an upright cut, or reach
-face-presence ``MIN_PRESENCE``. Upside-down faces are refused (:class:`SecondLook`). The
-aligned crop is checked once more by ``mfr.align.align.misaligned``; when it fails, the
-mesh is fitted once more in the template's frame (:func:`refit_on_template`) and checked
-again. Constants were chosen on LFW, masked-real and non-faces (noise, LFW background
-corners), never on the evaluation sets (docs/alignment.md).
+(low score, rotated, tile, second detector) must in addition score ``MIN_SCORE`` on an
+upright cut, reach face-presence ``MIN_PRESENCE``, or be corroborated by the other
+detector. Upside-down faces are refused (:class:`SecondLook`). The aligned crop is checked
+once more by ``mfr.align.align.misaligned``; when it fails, the mesh is fitted once more
+in the template's frame (:func:`refit_on_template`) and checked again. Constants were
+chosen on LFW, masked-real and non-faces (noise, LFW background corners), never on the
+evaluation sets (docs/alignment.md).
 """
 
 from __future__ import annotations
@@ -80,6 +83,8 @@ HOG_FLIP_MARGIN = 0.5
 HOG_SCALE = 2.0  # the cut HOG judges: face at half its side
 MAX_EYE_SHIFT = 0.6
 MAX_LOWER_SHIFT = 1.0
+CORROBORATE_IOU = 0.5  # two detectors' boxes of one face (PASCAL VOC's match criterion)
+NOT_CONFIRMED = "not confirmed"
 
 _SHORT_RANGE_SCORE = (
     "facedetectionshortrange__facedetection__TensorsToDetectionsCalculator.min_score_thresh"
@@ -632,8 +637,10 @@ def mesh_framed(face: MeshFace) -> MeshFace:
     return MeshFace(np.r_[mesh.min(0), mesh.max(0)], keypoints, face.score, None, face.step)
 
 
-def _accept(image: np.ndarray, face: MeshFace) -> MeshFace | str:
-    """The face with its mesh if it passes the checks (see module doc), else the reason."""
+def _accept(image: np.ndarray, face: MeshFace, corroborated: bool = False) -> MeshFace | str:
+    """The face with its mesh if it passes the checks (see module doc), else the reason.
+    A ``corroborated`` second-chance face (the other detector found it too) needs neither
+    the upright cut's ``MIN_SCORE`` nor the landmark model's ``MIN_PRESENCE``."""
     look = SecondLook(image, face)
     if look.flipped():
         return "upside down"
@@ -655,9 +662,9 @@ def _accept(image: np.ndarray, face: MeshFace) -> MeshFace | str:
         if confirmed is not None:
             face = add_mesh(image, confirmed)
         else:
-            face = add_mesh(image, face, MIN_PRESENCE)
+            face = add_mesh(image, face, 0.0 if corroborated else MIN_PRESENCE)
             if face is None:
-                return "not confirmed"
+                return NOT_CONFIRMED
         first = face
         reason = implausible_mesh(face)
     if reason:
@@ -698,17 +705,38 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
         later = itertools.chain(rotated_faces(image), tile_levels(image))
         candidates = next(later, [])
     reason = "no face found"
+    unconfirmed = []
     for face in _ordered(candidates, image.shape, pick):
         result = _accept(image, face)
         if isinstance(result, MeshFace):
             return result, len(candidates)
+        if result == NOT_CONFIRMED:
+            unconfirmed.append(face)
         reason = f"no face found ({result})"
     second = second_detector_faces(image)
+    for face in unconfirmed:
+        if _found_by(face, second):
+            result = _accept(image, face, corroborated=True)
+            if isinstance(result, MeshFace):
+                return result, len(candidates)
     for face in _ordered(second, image.shape, pick):
-        result = _accept(image, face)
+        result = _accept(image, face, corroborated=_found_by(face, candidates))
         if isinstance(result, MeshFace):
             return result, len(second)
     return reason
+
+
+def _found_by(face: MeshFace, others: list[MeshFace]) -> bool:
+    """Whether another detector found ``face``: a box matching its box (IoU
+    ``CORROBORATE_IOU``) with both eyes within ``MAX_EYE_SHIFT`` inter-ocular distances of
+    its eyes (so a face one detector sees upside down is not corroborated by its box)."""
+    eyes = face.keypoints[:2]
+    interocular = max(float(np.linalg.norm(eyes[1] - eyes[0])), 1.0)
+    return any(
+        box_iou(face.box, other.box) >= CORROBORATE_IOU
+        and np.linalg.norm(other.keypoints[:2] - eyes, axis=1).max() <= MAX_EYE_SHIFT * interocular
+        for other in others
+    )
 
 
 def second_detector_faces(image: np.ndarray) -> list[MeshFace]:
