@@ -241,7 +241,7 @@ def test_a_face_both_detectors_find_is_corroborated_only_when_its_eyes_agree():
     turned[:, 1] = 120 - turned[:, 1]
     turned[:2] = turned[1::-1]
     assert not _found_by(face, [MeshFace(box, turned, 0.9, None, "second detector")])
-    # the same eyes, but a box of another size (IoU 0.25)
+    # the same eyes, but a box of another size (IoU 0.23)
     assert not _found_by(face, [MeshFace(box * [1, 1, 2, 2], upright, 0.9, None, "x")])
 
 
@@ -263,3 +263,64 @@ def test_an_unconfirmed_second_chance_face_is_aligned_when_the_second_detector_f
     monkeypatch.setattr(mesh, "second_detector_faces", lambda image: second)
     face, count = mesh.find_face(image)
     assert face.step == "low score" and count == len(faces)
+    # a second detector's face elsewhere in the photo corroborates nothing
+    elsewhere = [mesh.MeshFace(f.box + 150, f.keypoints + 150, f.score, None, f.step)
+                 for f in second]  # fmt: skip
+    monkeypatch.setattr(mesh, "second_detector_faces", lambda image: elsewhere)
+    assert isinstance(mesh.find_face(image), str)
+    # and a face judged upside down stays refused, corroborated or not
+    monkeypatch.setattr(mesh, "second_detector_faces", lambda image: second)
+    monkeypatch.setattr(mesh.SecondLook, "flipped", lambda self: True)
+    assert mesh.find_face(image) == "no face found (upside down)"
+
+
+def test_the_second_detectors_face_is_corroborated_by_a_blazeface_candidate_refused_otherwise(
+    monkeypatch,
+):
+    from mfr.align import mesh
+
+    image = grace_hopper(200)
+    faces = mesh.coarse_faces(image)
+    accept = mesh._accept
+
+    def refuse_blazeface(image, face, corroborated=False):
+        if face.step == "coarse":  # BlazeFace's own candidate: its mesh disagrees, say
+            return "landmarks disagree with the detector"
+        return accept(image, face, corroborated)
+
+    monkeypatch.setattr(mesh, "_accept", refuse_blazeface)
+    monkeypatch.setattr(mesh.SecondLook, "confirmed", lambda self: None)
+    monkeypatch.setattr(mesh, "MIN_PRESENCE", 1.1)  # the landmark model cannot confirm it
+    monkeypatch.setattr(mesh, "coarse_faces", lambda image: [])
+    monkeypatch.setattr(mesh, "rotated_faces", lambda image: iter(()))
+    monkeypatch.setattr(mesh, "tile_levels", lambda image: iter(()))
+    assert mesh.find_face(image) == "no face found"  # yuface's face alone: not confirmed
+    monkeypatch.setattr(mesh, "coarse_faces", lambda image: faces)
+    face, count = mesh.find_face(image)
+    assert face.step == "second detector" and count == 1
+
+
+def test_the_second_detector_tries_three_framings_and_shrinks_large_photos(monkeypatch):
+    import yuface
+
+    from mfr.align import yuface as second
+
+    image = grace_hopper(200)
+    (box, keypoints, _), *_ = second.detect(image)
+    calls = []
+    real = yuface.detect
+
+    def nothing_at_first(bordered, conf):
+        calls.append(bordered.shape)
+        found = real(bordered, conf=conf)
+        return found if len(calls) == 2 else tuple(a[:0] for a in found)
+
+    monkeypatch.setattr(yuface, "detect", nothing_at_first)
+    (box2, keypoints2, _), *_ = second.detect(image)
+    assert calls[1] == image.shape  # the second framing: no border
+    assert np.abs(box2 - box).max() < 8 and np.abs(keypoints2[:4] - keypoints[:4]).max() < 8
+    monkeypatch.setattr(yuface, "detect", real)
+    height, width = image.shape[:2]
+    large = np.asarray(Image.fromarray(image).resize((8 * width, 8 * height)))
+    (box3, _, _), *_ = second.detect(large)
+    assert np.abs(box3 / 8 - box).max() < 8  # found on a 640 px copy, in the photo's pixels

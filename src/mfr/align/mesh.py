@@ -16,7 +16,8 @@ download their models at run time, so the version is pinned).
 4. **second detector**: when no candidate of those steps is accepted, the faces of
    libfacedetection's CNN (:mod:`mfr.align.yuface`), judged as second-chance faces.
    A second-chance face that both detectors find (boxes at IoU ``CORROBORATE_IOU``, eyes
-   within ``MAX_EYE_SHIFT``) is corroborated: it needs no further confirmation.
+   within ``MAX_EYE_SHIFT`` inter-ocular distances) is corroborated: it needs no further
+   confirmation.
 
 **Landmarks**: every candidate, in ``pick`` order (largest, or nearest the centre), is cut
 out of the full-resolution image upright (rotated by BlazeFace's eye keypoints) and framed
@@ -85,6 +86,7 @@ MAX_EYE_SHIFT = 0.6
 MAX_LOWER_SHIFT = 1.0
 CORROBORATE_IOU = 0.5  # two detectors' boxes of one face (PASCAL VOC's match criterion)
 NOT_CONFIRMED = "not confirmed"
+UPSIDE_DOWN = "upside down"
 
 _SHORT_RANGE_SCORE = (
     "facedetectionshortrange__facedetection__TensorsToDetectionsCalculator.min_score_thresh"
@@ -643,7 +645,7 @@ def _accept(image: np.ndarray, face: MeshFace, corroborated: bool = False) -> Me
     the upright cut's ``MIN_SCORE`` nor the landmark model's ``MIN_PRESENCE``."""
     look = SecondLook(image, face)
     if look.flipped():
-        return "upside down"
+        return UPSIDE_DOWN
     if face.step == "coarse":
         face = add_mesh(image, face)
         reason = implausible_mesh(face)
@@ -657,7 +659,8 @@ def _accept(image: np.ndarray, face: MeshFace, corroborated: bool = False) -> Me
     else:
         # a face found only by a second-chance step must score MIN_SCORE again once upright
         # and well framed, or the landmark model must score its presence MIN_PRESENCE (noise
-        # and patterns that pass LOW_SCORE rarely do either)
+        # and patterns that pass LOW_SCORE rarely do either), or the other detector must
+        # have found it too
         confirmed = look.confirmed()
         if confirmed is not None:
             face = add_mesh(image, confirmed)
@@ -705,22 +708,27 @@ def find_face(image: np.ndarray, pick: str = "largest") -> tuple[MeshFace, int] 
         later = itertools.chain(rotated_faces(image), tile_levels(image))
         candidates = next(later, [])
     reason = "no face found"
-    unconfirmed = []
+    unconfirmed, upright = [], []  # upright: candidates not refused as upside down
     for face in _ordered(candidates, image.shape, pick):
         result = _accept(image, face)
         if isinstance(result, MeshFace):
             return result, len(candidates)
         if result == NOT_CONFIRMED:
             unconfirmed.append(face)
+        if result != UPSIDE_DOWN:
+            upright.append(face)
         reason = f"no face found ({result})"
     second = second_detector_faces(image)
-    for face in unconfirmed:
-        if _found_by(face, second):
-            result = _accept(image, face, corroborated=True)
+    # in pick order of the second detector's faces: first the unconfirmed BlazeFace faces it
+    # corroborates, then the face itself (corroborated by any upright BlazeFace candidate)
+    for face in _ordered(second, image.shape, pick):
+        for other in [f for f in unconfirmed if _found_by(f, [face])]:
+            unconfirmed.remove(other)
+            result = _accept(image, other, corroborated=True)
             if isinstance(result, MeshFace):
                 return result, len(candidates)
-    for face in _ordered(second, image.shape, pick):
-        result = _accept(image, face, corroborated=_found_by(face, candidates))
+            reason = f"no face found ({result})"
+        result = _accept(image, face, corroborated=_found_by(face, upright))
         if isinstance(result, MeshFace):
             return result, len(second)
     return reason
@@ -741,7 +749,8 @@ def _found_by(face: MeshFace, others: list[MeshFace]) -> bool:
 
 def second_detector_faces(image: np.ndarray) -> list[MeshFace]:
     """Step 4: the faces of :mod:`mfr.align.yuface`, as second-chance candidates (step
-    ``second detector``: confirmed on an upright cut or by the landmark model's presence)."""
+    ``second detector``: confirmed on an upright cut, by the landmark model's presence or by a
+    BlazeFace candidate that matches it)."""
     from mfr.align.yuface import detect
 
     return [MeshFace(box, keypoints, score, None, "second detector")
@@ -766,6 +775,6 @@ def find_upright_face(crop: np.ndarray) -> MeshFace | str:
         return "no face"
     face = _ordered(faces, crop.shape, "central")[0]
     if SecondLook(crop, face).flipped():
-        return "upside down"
+        return UPSIDE_DOWN
     face = add_mesh(crop, face)
     return implausible_mesh(face) or face

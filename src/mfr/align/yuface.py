@@ -4,12 +4,13 @@
 Measured on masked-real (chosen there, never on the evaluation sets): of the 60 photos whose
 face MediaPipe's steps do not accept, its detections (default confidence 0.5, on the photo
 with a black border of 0.25 of its longer side, as BlazeFace's first framing) pass
-:func:`mfr.align.mesh`'s checks for a second-chance face in 12, while 2 more of 180 non-faces
-(noise, smoothed noise, LFW background corners) are accepted. Corroboration (a face both
-detectors find, :func:`mfr.align.mesh.find_face`) made that 16, with the other two framings
-(no border, 0.5; as BlazeFace's, tried when the first finds nothing) 17, non-faces unchanged
-at 19 of 180. It never runs on a photo whose face MediaPipe accepts, so aligned crops of
-those are unchanged.
+:func:`mfr.align.mesh`'s checks for a second-chance face in 12, while non-faces (noise,
+smoothed noise, LFW background corners) accepted went from 17 to 19 of 180. Corroboration (a
+face both detectors find, :func:`mfr.align.mesh.find_face`) made that 16, and the other two
+framings (no border, 0.5; tried when the first finds nothing) 17, non-faces still 19. It
+never runs on a photo whose face MediaPipe accepts, so aligned crops of those are unchanged.
+The photo is shrunk to ``MAX_SIDE`` first (small faces in large photos are the tiles' job):
+yuface's time grows with the pixels (seconds for a 3-megapixel photo).
 """
 
 from __future__ import annotations
@@ -21,14 +22,16 @@ from mfr.errors import MfrError
 YUFACE_VERSION = "2023.5.1"
 MIN_CONFIDENCE = 0.5  # yuface's default
 PADS = (0.25, 0.0, 0.5)  # black borders tried in turn (share of the longer side), as BlazeFace's
+MAX_SIDE = 640  # the longer side of the copy it looks at (BlazeFace's coarse copy: the same)
 
 
 def detect(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
     """The faces yuface finds in an RGB uint8 image (H, W, 3), best first, in image pixels
     (float64): ``(box, keypoints, score)`` with box (left, top, right, bottom), keypoints 6 x 2
-    in BlazeFace's order (the subject's right eye = the eye on the image's left, left eye,
-    nose tip, mouth centre, then the box's sides at eye height for the ears) and score in
-    [0, 1].
+    in BlazeFace's order (the subject's right eye = the eye on the image's left, true of a
+    face turned less than 90 degrees; left eye, nose tip, mouth centre, then the box's sides
+    at eye height for the ears) and score in [0, 1]. Photos larger than ``MAX_SIDE`` are
+    searched on a shrunk copy.
 
     Raises:
         MfrError: yuface is not installed.
@@ -39,6 +42,10 @@ def detect(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         import yuface
     except ImportError as error:
         raise MfrError(f"the second detector needs yuface=={YUFACE_VERSION} ({error})") from None
+    factor = min(1.0, MAX_SIDE / max(image.shape[:2]))
+    if factor < 1.0:
+        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     for pad in PADS:
         border = int(round(pad * max(image.shape[:2])))
         bordered = cv2.copyMakeBorder(image, border, border, border, border,
@@ -56,6 +63,6 @@ def detect(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         keypoints = np.vstack(
             [eyes, five[2], five[3:5].mean(0), [left, eye_level], [left + width, eye_level]]
         )
-        faces.append((np.array([left, top, left + width, top + height]), keypoints,
-                      float(score) / 100.0))  # fmt: skip
+        box = np.array([left, top, left + width, top + height])
+        faces.append((box / factor, keypoints / factor, float(score) / 100.0))
     return sorted(faces, key=lambda face: -face[2])
