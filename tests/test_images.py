@@ -224,3 +224,16 @@ def test_write_image_rejects_wrong_arrays_and_suffixes(tmp_path):
 def test_image_suffixes_are_lower_case_and_matched_case_insensitively():
     assert all(s == s.lower() and s.startswith(".") for s in IMAGE_SUFFIXES)
     assert is_image_path("A/B.JPG") and is_image_path("x.png") and not is_image_path("x.txt")
+
+
+def test_shrink_to_side_caps_the_longer_side_and_returns_the_factor_back_to_image_pixels():
+    from mfr.data.images import shrink_to_side
+
+    image = np.zeros((800, 1600, 3), np.uint8)
+    image[400:480, 1000:1200] = 255  # a bright block at x 1000-1200, y 400-480
+    small, factor = shrink_to_side(image, 640)
+    assert small.shape == (320, 640, 3) and factor == 0.4
+    ys, xs = np.nonzero(small[:, :, 0] > 127)
+    assert abs(xs.min() / factor - 1000) <= 3 and abs(ys.max() / factor - 479) <= 3
+    same, factor = shrink_to_side(image[:100, :200], 640)
+    assert factor == 1.0 and same.shape == (100, 200, 3)

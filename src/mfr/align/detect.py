@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfr.data.images import shrink_to_side
+
 MIN_SIDE = 40  # images whose shorter side is below this are "image too small"
 SMALL_SIDE = 120  # below this shorter side, HOG upsamples twice (faces under 40 px)
 MAX_DETECT_SIDE = 800  # larger images are detected on a downscaled copy
@@ -80,16 +82,9 @@ def upsample_for(image: np.ndarray) -> int:
 
 def hog_faces(image: np.ndarray, upsample: int | None = None, threshold: float = 0.0):
     """All HOG detections as (boxes (N, 4) float in image pixels, scores (N,))."""
-    import cv2
-
     from mfr.align.dlib_models import hog_detector
 
-    height, width = image.shape[:2]
-    factor = min(1.0, MAX_DETECT_SIDE / max(height, width))
-    small = image
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    small, factor = shrink_to_side(image, MAX_DETECT_SIDE)
     upsample = upsample_for(small) if upsample is None else upsample
     rects, scores, _ = hog_detector().run(small, upsample, threshold)
     boxes = np.array(

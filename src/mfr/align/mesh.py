@@ -54,6 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mfr.align.detect import box_iou
+from mfr.data.images import shrink_to_side
 from mfr.errors import MfrError
 
 MEDIAPIPE_VERSION = "0.10.21"
@@ -338,14 +339,7 @@ def _bordered(image: np.ndarray, pad: float):
 
 
 def _coarse(image: np.ndarray):
-    import cv2
-
-    height, width = image.shape[:2]
-    factor = min(1.0, COARSE_SIDE / max(height, width))
-    if factor < 1.0:
-        size = (max(1, round(width * factor)), max(1, round(height * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return image, factor
+    return shrink_to_side(image, COARSE_SIDE)
 
 
 def coarse_faces(image: np.ndarray) -> list[MeshFace]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfr.data.images import shrink_to_side
 from mfr.errors import MfrError
 
 YUFACE_VERSION = "2023.5.1"
@@ -42,10 +43,7 @@ def detect(image: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
         import yuface
     except ImportError as error:
         raise MfrError(f"the second detector needs yuface=={YUFACE_VERSION} ({error})") from None
-    factor = min(1.0, MAX_SIDE / max(image.shape[:2]))
-    if factor < 1.0:
-        size = (max(1, round(image.shape[1] * factor)), max(1, round(image.shape[0] * factor)))
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    image, factor = shrink_to_side(image, MAX_SIDE)
     for pad in PADS:
         border = int(round(pad * max(image.shape[:2])))
         bordered = cv2.copyMakeBorder(image, border, border, border, border,

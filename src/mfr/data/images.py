@@ -131,6 +131,20 @@ def write_image(path: str | Path, image: np.ndarray) -> None:
         )
 
 
+def shrink_to_side(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """``image`` (H, W, ...) shrunk (area filter) so that its longer side is at most ``side``
+    px, and the factor applied (1.0: returned as it is); a point of the copy is at
+    ``point / factor`` in the image."""
+    import cv2
+
+    height, width = image.shape[:2]
+    factor = min(1.0, side / max(height, width))
+    if factor < 1.0:
+        size = (max(1, round(width * factor)), max(1, round(height * factor)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    return image, factor
+
+
 def resize_square(image: np.ndarray, size: int, crop: float = 1.0) -> np.ndarray:
     """Resize to ``size`` x ``size`` (area filter when shrinking); with ``crop`` < 1, first take
     that fraction of the shorter side from the centre (1.0: the whole image, squashed)."""
