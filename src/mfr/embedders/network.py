@@ -49,13 +49,16 @@ def embed_batches(
     ``batches``: float32 (B, 3, H, W) tensors in [-1, 1] (from :func:`embed_images`, or a
     data loader as in training validation); each goes to ``device`` (default: the model's).
     ``flip`` adds the embedding of the mirrored batch; ``normalize`` L2-normalises each row.
-    Returns float32 (N, D); (0, 0) when there are no batches.
+    Returns float32 (N, D); (0, 0) when there are no batches. A model made by
+    :func:`mfr.nets.inference.inference_copy` (as :class:`CheckpointEmbedder` holds) runs
+    ~1.6x faster on CPU than the training model, with the same embeddings.
     """
     if device is None:
         device = next(model.parameters()).device
     out = []
     for batch in batches:
-        batch = batch.to(device)
+        # channels-last: faster convolutions on CPU (mfr.nets.inference), same values
+        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
         features = model(batch).float()
         if flip:
             features = features + model(batch.flip(3)).float()
@@ -85,6 +88,7 @@ class CheckpointEmbedder:
         normalize: bool = True,
     ):
         from mfr.embedders.checkpoint import dlib_resnet_model, load_embedding_model
+        from mfr.nets.inference import inference_copy
 
         self.path = Path(path)
         if str(path) == "dlib-resnet":  # no file: dlib's weights, untrained
@@ -92,7 +96,7 @@ class CheckpointEmbedder:
         else:
             self.model, self.metadata = load_embedding_model(self.path)
         self.device = torch.device(device)
-        self.model.to(self.device)
+        self.model = inference_copy(self.model).to(self.device)
         self.batch_size = int(batch_size)
         self.flip = flip
         self.normalize = normalize
