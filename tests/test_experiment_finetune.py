@@ -362,3 +362,40 @@ def test_rows_run_on_the_same_seeds_are_paired_by_seed_too(tmp_path):
         two
     )
     assert paired_seed_part(results[:3], "with all", "w/o L_c", "mfr2", "rank1") is None
+
+
+def test_gan_twins_are_generated_only_for_the_identities_no_test_uses(tmp_path, monkeypatch):
+    import mfr.experiments.prepare as prepare
+
+    shared = tmp_path / "shared"
+    (shared / "lfw").mkdir(parents=True)
+    (shared / "lfw/exclude.txt").write_text("lfw_person_00\n")
+    monkeypatch.setenv("MFR_DATA", str(shared))
+    data = tmp_path / "data"
+    _aligned(data, "lfw-112", 6, "lfw_")
+    checkpoint = tmp_path / "gan.pt"
+    checkpoint.write_bytes(b"a GAN")
+    calls = []
+
+    def fake_generate(model, source, target, log, exclude=()):
+        calls.append((model, source, target, list(exclude)))
+        target.mkdir(exist_ok=True)
+
+    monkeypatch.setattr(prepare, "generate", fake_generate)
+    config = ExperimentConfig(data_dir=str(data), exclude="lfw/exclude.txt", heldout_identities=2,
+                              celeba=None, gan_checkpoints={"iamgan": str(checkpoint)})  # fmt: skip
+    prepared = Prepared(config, log=lambda _: None)
+    target = prepared.masked("lfw", "iamgan")
+    assert target == data / "lfw-112-iamgan"
+    tested = sorted({"lfw_person_00"} | set(prepared.heldout()))
+    assert len(tested) == 3
+    assert calls == [(checkpoint, data / "lfw-112", target, tested)]
+
+    assert prepared.masked("lfw", "iamgan") == target  # done: the marker names the same split
+    assert len(calls) == 1
+    (target / MARKER).write_text("left out: another split\n")
+    prepared.masked("lfw", "iamgan")
+    assert len(calls) == 2  # another split: resumed, generating what is missing
+    (target / MARKER).write_text("")  # an older run's marker: every identity was generated
+    prepared.masked("lfw", "iamgan")
+    assert len(calls) == 2

@@ -133,3 +133,19 @@ def test_gan_generate_writes_the_one_twin_manifest_of_the_layout(gan_run, tmp_pa
     assert all(twin_finished(dst, rel) for rel in relpaths)
     expected = write_twin_manifest(tmp_path / "expected", relpaths)
     assert (dst / "manifest.csv").read_text() == expected.read_text()
+
+
+def test_gan_generate_leaves_out_the_excluded_identities(gan_run, tmp_path):
+    from mfr.train.gan_generate import generate_dataset
+
+    full, out = gan_run
+    identities = sorted(p.name for p in full.iterdir() if p.is_dir())
+    left_out = identities[0]
+    dst = tmp_path / "twins"
+    counts = generate_dataset(out / "last.pt", full, dst, progress=False, exclude=[left_out])
+    assert not (dst / left_out).exists()
+    for identity in identities[1:]:
+        assert sorted(p.name for p in (dst / identity / "masked").iterdir()) == sorted(
+            p.name for p in (full / identity).glob("*.png")
+        )
+    assert counts["generated"] == sum(len(list((full / i).glob("*.png"))) for i in identities[1:])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -108,9 +109,12 @@ def generate_dataset(
     composite: bool = False,
     progress: bool = True,
     min_images: int = 1,
+    exclude: Collection[str] = (),
 ) -> dict[str, int]:
     """Write the ``mfr mask`` layout for every full face of ``src`` whose identity has at least
-    ``min_images`` images; see the module docstring. Returns the counts ``generated``,
+    ``min_images`` images and is not in ``exclude`` (identity folder names: ``mfr experiment``
+    leaves out the identities it tests on, which no GAN twin is used for); see the module
+    docstring. Returns the counts ``generated``,
     ``existing`` (pairs kept from an earlier run) and ``skipped`` (unreadable images).
     Raises ``MfrError`` for a missing or empty source, ``CheckpointError`` for a checkpoint
     without a segmenter."""
@@ -125,7 +129,7 @@ def generate_dataset(
     generator, segmenter, opts = load_generator(model_path)
     if segmenter is None:
         raise CheckpointError(f"{model_path}: checkpoint has no segmenter to write mask labels")
-    jobs = _source_jobs(src, min_images)
+    jobs = _source_jobs(src, min_images, set(exclude))
     relpaths: list[str] = []
     counts = {"generated": 0, "existing": 0, "skipped": 0}
     pending: list[tuple[str, Path]] = []
@@ -154,12 +158,13 @@ def generate_dataset(
     return counts
 
 
-def _source_jobs(src: Path, min_images: int) -> list[tuple[str, Path]]:
-    """``(<identity>/<image>, path)`` of the full faces of identities with >= ``min_images``."""
+def _source_jobs(src: Path, min_images: int, exclude: set[str]) -> list[tuple[str, Path]]:
+    """``(<identity>/<image>, path)`` of the full faces of identities with >= ``min_images``,
+    not in ``exclude``."""
     jobs = [
         (f"{identity}/{path.name}", path)
         for identity, files in list_identity_images(src).items()
-        if len(files) >= min_images
+        if len(files) >= min_images and identity not in exclude
         for path in files
     ]
     if not jobs:
