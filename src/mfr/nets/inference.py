@@ -2,7 +2,7 @@
 
 Embedding is most of an evaluation's time on a CPU (a fine-tuning cell of ``mfr experiment``
 embeds ~7,700 faces). Two changes that leave every embedding the same up to float rounding
-make it ~1.6x faster (``benchmarks/bench_embed.py``):
+make dlib's ResNet embed 1.47x faster here (``benchmarks/bench_embed.py``):
 
 - **folding**: a per-channel scale and shift that follows a convolution (dlib's ``affine``
   layers, eval-mode BatchNorm) is multiplied into that convolution's weights and bias, so it
