@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from _train_data import make_dataset
 
-from mfr.errors import ConfigError
+from mfr.errors import ConfigError, MfrError
 from mfr.experiments import runner
 from mfr.experiments.cells import LOSS_LABELS
 from mfr.experiments.config import ExperimentConfig, load_experiment_config
@@ -365,6 +365,8 @@ def test_rows_run_on_the_same_seeds_are_paired_by_seed_too(tmp_path):
 
 
 def test_gan_twins_are_generated_only_for_the_identities_no_test_uses(tmp_path, monkeypatch):
+    import hashlib
+
     import mfr.experiments.prepare as prepare
 
     shared = tmp_path / "shared"
@@ -372,7 +374,7 @@ def test_gan_twins_are_generated_only_for_the_identities_no_test_uses(tmp_path, 
     (shared / "lfw/exclude.txt").write_text("lfw_person_00\n")
     monkeypatch.setenv("MFR_DATA", str(shared))
     data = tmp_path / "data"
-    _aligned(data, "lfw-112", 6, "lfw_")
+    _aligned(data, "lfw-112", 8, "lfw_")
     checkpoint = tmp_path / "gan.pt"
     checkpoint.write_bytes(b"a GAN")
     calls = []
@@ -382,20 +384,36 @@ def test_gan_twins_are_generated_only_for_the_identities_no_test_uses(tmp_path, 
         target.mkdir(exist_ok=True)
 
     monkeypatch.setattr(prepare, "generate", fake_generate)
-    config = ExperimentConfig(data_dir=str(data), exclude="lfw/exclude.txt", heldout_identities=2,
-                              celeba=None, gan_checkpoints={"iamgan": str(checkpoint)})  # fmt: skip
-    prepared = Prepared(config, log=lambda _: None)
-    target = prepared.masked("lfw", "iamgan")
+
+    def prepared(heldout: int) -> Prepared:
+        config = ExperimentConfig(data_dir=str(data), exclude="lfw/exclude.txt", celeba=None,
+                                  heldout_identities=heldout,
+                                  gan_checkpoints={"iamgan": str(checkpoint)})  # fmt: skip
+        return Prepared(config, log=lambda _: None)
+
+    first = prepared(2)
+    target = first.masked("lfw", "iamgan")
     assert target == data / "lfw-112-iamgan"
-    tested = sorted({"lfw_person_00"} | set(prepared.heldout()))
+    tested = sorted({"lfw_person_00"} | set(first.heldout()))
     assert len(tested) == 3
     assert calls == [(checkpoint, data / "lfw-112", target, tested)]
+    split = hashlib.sha1("\n".join(tested).encode()).hexdigest()
+    made_by = hashlib.sha256(b"a GAN").hexdigest()
+    assert (target / MARKER).read_text() == f"left out: {split}\ncheckpoint: {made_by}\n"
 
-    assert prepared.masked("lfw", "iamgan") == target  # done: the marker names the same split
+    assert prepared(2).masked("lfw", "iamgan") == target  # the same split: done
     assert len(calls) == 1
-    (target / MARKER).write_text("left out: another split\n")
-    prepared.masked("lfw", "iamgan")
-    assert len(calls) == 2  # another split: resumed, generating what is missing
+    other = prepared(4)  # another split: resumed, leaving out its own tested identities
+    other.masked("lfw", "iamgan")
+    assert len(calls) == 2 and calls[1][3] == sorted({"lfw_person_00"} | set(other.heldout()))
+    assert len(calls[1][3]) == 5
+
+    checkpoint.write_bytes(b"another GAN")  # retrained: its twins must not mix with these
+    with pytest.raises(MfrError, match="another checkpoint"):
+        prepared(4).masked("lfw", "iamgan")
+    checkpoint.unlink()  # gone: the finished twins of this split still serve
+    assert prepared(4).masked("lfw", "iamgan") == target
+    assert prepared(2).masked("lfw", "iamgan") is None  # not made for that split, cannot be
     (target / MARKER).write_text("")  # an older run's marker: every identity was generated
-    prepared.masked("lfw", "iamgan")
+    assert prepared(2).masked("lfw", "iamgan") == target
     assert len(calls) == 2

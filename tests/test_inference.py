@@ -66,3 +66,22 @@ def test_inference_copy_leaves_a_training_model_training_and_needs_no_gradients(
     fast = inference_copy(model)
     assert model.training and all(p.requires_grad for p in model.parameters())
     assert not fast.training and not any(p.requires_grad for p in fast.parameters())
+
+
+def test_checkpoint_embedder_runs_the_folded_copy_and_embeds_like_the_unfolded_model():
+    import numpy as np
+
+    from mfr.embedders.checkpoint import dlib_resnet_model
+    from mfr.embedders.network import CheckpointEmbedder, embed_images
+
+    embedder = CheckpointEmbedder("dlib-resnet")
+    assert not any(isinstance(m, Affine) for m in embedder.model.modules())
+    convs = [m for m in embedder.model.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    again = inference_copy(embedder.model)  # a copy of the copy: nothing left to fold
+    rng = np.random.default_rng(0)
+    faces = list(rng.integers(0, 256, (4, 112, 112, 3), dtype=np.uint8))
+    unfolded, _ = dlib_resnet_model()
+    expected = embed_images(unfolded, faces, 112)
+    assert np.abs(embedder.embed(faces) - expected).max() < 1e-5
+    assert np.abs(embed_images(again, faces, 112) - expected).max() < 1e-5

@@ -4,7 +4,8 @@
 - ``<name>-<size>-<method>``: masked twins (``mfr mask``, or ``mfr gan generate`` for GANs);
 - ``splits/``: the held-out LFW identities (synthetic-mask test) and the training exclude list.
 
-A finished step leaves a ``.mfr-complete`` marker so later runs skip it; an interrupted one is
+A finished step leaves a ``.mfr-complete`` marker so later runs skip it (a GAN's twins, made for
+the training identities only, record the split and the checkpoint in it); an interrupted one is
 resumed by the library function that builds it (the steps of ``mfr align``, ``mfr mask``,
 ``mfr gan generate`` and ``mfr embed``, called directly).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection
+from functools import cache
 from pathlib import Path
 
 from mfr.data.layout import FULL, MASKED, domain_of, image_relpath, write_manifest_rows
@@ -82,6 +84,21 @@ def embed(dataset: Path, model: str, out: Path, log: Callable[[str], None]) -> N
     summary = embed_dataset(dataset, model, out, log=log)
     log(f"{out}: {summary['images']} embeddings ({summary['dim']}-d, {summary['model']}); "
         f"{summary['bad_files']} bad files skipped")  # fmt: skip
+
+
+@cache
+def _checkpoint_digest(path: Path, size: int, mtime_ns: int) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _checkpoint_line(path: Path) -> str | None:
+    """``checkpoint: <SHA-256>`` of a GAN checkpoint file (hashed once per file version),
+    or None when there is no such file."""
+    if not path.is_file():
+        return None
+    status = path.stat()
+    return f"checkpoint: {_checkpoint_digest(path, status.st_size, status.st_mtime_ns)}\n"
 
 
 def _stable_order(name: str) -> str:
@@ -179,32 +196,50 @@ class Prepared:
 
     # -- masked twins -----------------------------------------------------------------------
     def masked(self, dataset: str, source: str, seed: int = 0) -> Path | None:
-        """``dataset`` with masked twins from ``source``; None when a GAN has no checkpoint."""
+        """``dataset`` with masked twins from ``source`` (an ad-hoc method, or a GAN of
+        ``gan_checkpoints``: see :meth:`_gan_masked`); None when a GAN's twins are neither
+        made nor makeable (no checkpoint)."""
         aligned = self.aligned(dataset)
         target = aligned.with_name(f"{aligned.name}-{source}")
+        if source not in AD_HOC:
+            return self._gan_masked(aligned, target, source)
+        if not (target / MARKER).is_file():
+            self.log(f"masking {aligned} with {source} -> {target}")
+            mask(aligned, target, source, seed, self.config.workers, self.log)
+            (target / MARKER).touch()
+        return target
+
+    def _gan_masked(self, aligned: Path, target: Path, source: str) -> Path | None:
+        """GAN twins of the training identities only: every test's probes are ad-hoc twins,
+        so the held-out and MFR2-overlap identities get none (~58 % of LFW + CelebA's faces
+        at the finetune scale). The marker records the split (a hash of the left-out names)
+        and the checkpoint (SHA-256 of its file). Finished twins of this split are used even
+        when the checkpoint file is gone; an empty marker (an older run, every identity,
+        checkpoint not recorded) is used as it is. Raises ``MfrError`` when the checkpoint
+        file differs from the one that made the folder (twins of two generators must not
+        mix: delete the folder)."""
         marker = target / MARKER
-        if source in AD_HOC:
-            if not marker.is_file():
-                self.log(f"masking {aligned} with {source} -> {target}")
-                mask(aligned, target, source, seed, self.config.workers, self.log)
-                marker.touch()
+        left_out = sorted(self.mfr2_overlap() | set(self.heldout()))
+        split = "left out: " + hashlib.sha1("\n".join(left_out).encode()).hexdigest() + "\n"
+        done = read_text(marker, "marker") if marker.is_file() else None
+        if done == "":
             return target
         checkpoint = self.config.gan_checkpoints.get(source)
-        if not checkpoint or not Path(checkpoint).is_file():
-            return None
-        # GAN twins are only ever trained on (every test's probes are ad-hoc twins), so the
-        # tested identities get none: ~58 % of the LFW + CelebA faces of the finetune scale
-        # not generated. The marker names what was left out; an empty one (an older run)
-        # covers everyone.
-        left_out = sorted(self.mfr2_overlap() | set(self.heldout()))
-        stamp = "left out: " + hashlib.sha1("\n".join(left_out).encode()).hexdigest() + "\n"
-        if marker.is_file() and read_text(marker, "marker") in ("", stamp):
+        made_by = _checkpoint_line(Path(checkpoint)) if checkpoint else None
+        if done is not None and made_by and not done.endswith(made_by):
+            raise MfrError(
+                f"{target}: its {source} twins were made by another checkpoint than "
+                f"{checkpoint}; delete the folder to generate them again"
+            )
+        if done is not None and done.startswith(split):
             return target
+        if not made_by:
+            return None
         self.log(f"generating {source} masks on {aligned} (not the {len(left_out)} tested "
                  f"identities) -> {target}")  # fmt: skip
         generate(Path(checkpoint), aligned, target, self.log, exclude=left_out)
         with atomic_write(marker, "w") as handle:
-            handle.write(stamp)
+            handle.write(split + made_by)
         return target
 
     def training_sources(self, source: str | None) -> list[Path] | None:

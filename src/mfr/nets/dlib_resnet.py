@@ -135,10 +135,13 @@ class DlibFaceResNet(nn.Module):
     def fold_affines(self) -> None:
         """Multiply every ``affine`` into the conv before it (``w' = w * gamma``, ``b' = b *
         gamma + beta``) and replace it by an identity: the same function, one pass less per
-        layer. For inference (:func:`mfr.nets.inference.inference_copy`): the folded net no
-        longer loads dlib's weights or checkpoints of the unfolded one."""
+        layer; a folded net is left as it is. For inference
+        (:func:`mfr.nets.inference.inference_copy`): the folded net no longer loads dlib's
+        weights or checkpoints of the unfolded one."""
 
-        def fold(conv: nn.Conv2d, affine: Affine) -> nn.Identity:
+        def fold(conv: nn.Conv2d, affine: nn.Module) -> nn.Identity:
+            if not isinstance(affine, Affine):  # folded already
+                return nn.Identity()
             conv.weight.mul_(affine.weight[:, None, None, None])
             conv.bias.copy_(conv.bias * affine.weight + affine.bias)
             return nn.Identity()

@@ -2,7 +2,8 @@
 
 Embedding is most of an evaluation's time on a CPU (a fine-tuning cell of ``mfr experiment``
 embeds ~7,700 faces). Two changes that leave every embedding the same up to float rounding
-make dlib's ResNet embed 1.47x faster here (``benchmarks/bench_embed.py``):
+make dlib's ResNet embed 1.49x faster on 2 CPU cores (100 -> 150 img/s,
+``benchmarks/bench_embed.py``):
 
 - **folding**: a per-channel scale and shift that follows a convolution (dlib's ``affine``
   layers, eval-mode BatchNorm) is multiplied into that convolution's weights and bias, so it
@@ -27,8 +28,9 @@ def inference_copy(model: nn.Module) -> nn.Module:
     and a BatchNorm that directly follows a conv (2-d) or linear layer (1-d) in an
     ``nn.Sequential`` (``torch.nn.utils.fusion``), the layout of mfr's ResNets; anything else
     is kept as it is. ``model`` itself is not changed. The copy maps the same (B, 3, S, S)
-    float32 input to the same (B, D) output up to float32 rounding (relative ~1e-6), in
-    either memory format; channels-last inputs run fastest.
+    float32 input to the same (B, D) output up to float32 rounding (relative <= 1e-5), in
+    either memory format; channels-last inputs run fastest on CPU (on a GPU the layout is
+    untested here). A copy of a copy is the same copy.
     """
     from mfr.nets.dlib_resnet import DlibFaceResNet
 

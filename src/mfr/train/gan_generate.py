@@ -1,4 +1,5 @@
-"""``mfr gan generate``: masked twins of a full-face dataset with a trained G_F→M.
+"""``mfr gan generate``: masked twins of a full-face dataset with a trained G_F→M (of every
+identity, or all but an excluded few: ``generate_dataset(exclude=...)``).
 
 Writes the ``mfr mask`` layout, so the recognizer trains on it unchanged:
 ``DST/<id>/<img>`` (a copy of the full face), ``DST/<id>/masked/<img>`` (generated, at the
@@ -167,6 +168,8 @@ def _source_jobs(src: Path, min_images: int, exclude: set[str]) -> list[tuple[st
         if len(files) >= min_images and identity not in exclude
         for path in files
     ]
+    if not jobs and exclude:
+        raise MfrError(f"{src}: every identity with images is excluded ({len(exclude)} excluded)")
     if not jobs:
         raise MfrError(f"{src}: no images in identity folders (expected SRC/<identity>/<image>)")
     return jobs
