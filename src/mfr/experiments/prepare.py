@@ -219,11 +219,11 @@ class Prepared:
         file differs from the one that made the folder (twins of two generators must not
         mix: delete the folder)."""
         marker = target / MARKER
-        left_out = sorted(self.mfr2_overlap() | set(self.heldout()))
-        split = "left out: " + hashlib.sha1("\n".join(left_out).encode()).hexdigest() + "\n"
         done = read_text(marker, "marker") if marker.is_file() else None
         if done == "":
             return target
+        left_out = self.untrained_identities()
+        split = "left out: " + hashlib.sha1("\n".join(left_out).encode()).hexdigest() + "\n"
         checkpoint = self.config.gan_checkpoints.get(source)
         made_by = _checkpoint_line(Path(checkpoint)) if checkpoint else None
         if done is not None and made_by and not done.endswith(made_by):
@@ -287,9 +287,13 @@ class Prepared:
         lines = read_text(path, "exclude list").splitlines()
         return {line.strip() for line in lines if line.strip()}
 
+    def untrained_identities(self) -> list[str]:
+        """MFR2-overlap identities plus the held-out ones, sorted: what no cell may train on."""
+        return sorted(self.mfr2_overlap() | set(self.heldout()))
+
     def train_exclude_file(self) -> Path:
-        """MFR2-overlap identities plus the held-out ones: what no cell may train on."""
-        names = sorted(self.mfr2_overlap() | set(self.heldout()))
+        """:meth:`untrained_identities`, one per line, for ``mfr train``'s ``exclude``."""
+        names = self.untrained_identities()
         target = self.root / "splits" / f"{self.lfw_name()}-train-exclude.txt"
         with atomic_write(target, "w") as handle:
             handle.write("".join(f"{name}\n" for name in names))

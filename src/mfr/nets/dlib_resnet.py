@@ -140,10 +140,9 @@ class DlibFaceResNet(nn.Module):
         weights or checkpoints of the unfolded one."""
 
         def fold(conv: nn.Conv2d, affine: nn.Module) -> nn.Identity:
-            if not isinstance(affine, Affine):  # folded already
-                return nn.Identity()
-            conv.weight.mul_(affine.weight[:, None, None, None])
-            conv.bias.copy_(conv.bias * affine.weight + affine.bias)
+            if isinstance(affine, Affine):  # not folded already
+                conv.weight.mul_(affine.weight[:, None, None, None])
+                conv.bias.copy_(conv.bias * affine.weight + affine.bias)
             return nn.Identity()
 
         self.affine1 = fold(self.conv1, self.affine1)

@@ -115,8 +115,8 @@ def generate_dataset(
     """Write the ``mfr mask`` layout for every full face of ``src`` whose identity has at least
     ``min_images`` images and is not in ``exclude`` (identity folder names: ``mfr experiment``
     leaves out the identities it tests on, which no GAN twin is used for); see the module
-    docstring. Returns the counts ``generated``,
-    ``existing`` (pairs kept from an earlier run) and ``skipped`` (unreadable images).
+    docstring. Returns the counts ``generated``, ``existing`` (pairs kept from an earlier run)
+    and ``skipped`` (unreadable images).
     Raises ``MfrError`` for a missing or empty source, ``CheckpointError`` for a checkpoint
     without a segmenter."""
     from tqdm import tqdm
